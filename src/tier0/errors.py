@@ -1,0 +1,218 @@
+"""Every error tier0 raises, as one tree.
+
+Callers catch a subsystem root, or a builtin where the meaning matches (a
+missing key is a ``KeyError``, bad input a ``ValueError``, a denied request a
+``PermissionError``), so code written against dicts and files keeps working::
+
+    Tier0Error
+    ├── InvalidArgument (ValueError)        bad input, nothing was written
+    │   ├── InvalidBucketName
+    │   ├── InvalidKey
+    │   └── InvalidRange
+    ├── StoreError                          the element store
+    │   ├── NoSuchBucket (KeyError)
+    │   ├── NoSuchKey (KeyError)
+    │   │   └── NoSuchVersion
+    │   ├── BucketAlreadyExists
+    │   ├── BucketNotEmpty
+    │   ├── PreconditionFailed
+    │   ├── StorageFull (OSError)           ENOSPC: free space, then retry
+    │   ├── StoreFailed (OSError)           fail-stop after an fsync/EIO error
+    │   └── ChunkError
+    │       ├── ChunkMissing
+    │       └── ChunkCorrupted
+    ├── MetaError                           the metadata backend
+    │   ├── MetaUnavailable
+    │   └── SchemaMismatch
+    ├── CatalogError                        SQL over the catalog
+    │   ├── SQLSyntaxError (ValueError)
+    │   ├── SQLNotAllowed (PermissionError)
+    │   └── QueryTimeout (TimeoutError)
+    ├── EngineError                         the event log
+    └── IdentityError                       principals, credentials, policy
+        ├── AccessDenied (PermissionError)
+        ├── NoSuchPrincipal (KeyError)
+        ├── PrincipalExists
+        └── InvalidCredentials (PermissionError)
+"""
+
+from __future__ import annotations
+
+import errno
+
+__all__ = [
+    "AccessDenied",
+    "BucketAlreadyExists",
+    "BucketNotEmpty",
+    "CatalogError",
+    "ChunkCorrupted",
+    "ChunkError",
+    "ChunkMissing",
+    "EngineError",
+    "IdentityError",
+    "InvalidArgument",
+    "InvalidBucketName",
+    "InvalidCredentials",
+    "InvalidKey",
+    "InvalidRange",
+    "MetaError",
+    "MetaUnavailable",
+    "NoSuchBucket",
+    "NoSuchKey",
+    "NoSuchPrincipal",
+    "NoSuchVersion",
+    "PreconditionFailed",
+    "PrincipalExists",
+    "QueryTimeout",
+    "SQLNotAllowed",
+    "SQLSyntaxError",
+    "SchemaMismatch",
+    "StorageFull",
+    "StoreError",
+    "StoreFailed",
+    "Tier0Error",
+]
+
+
+class Tier0Error(Exception):
+    """Root of every error tier0 raises."""
+
+    def __str__(self) -> str:
+        # KeyError's str() adds quotes around the message; ours read as sentences.
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class InvalidArgument(Tier0Error, ValueError):
+    """The request was malformed; nothing was written."""
+
+
+class InvalidBucketName(InvalidArgument):
+    """A bucket name breaks the S3 naming rules."""
+
+
+class InvalidKey(InvalidArgument):
+    """An object key is empty, too long, contains NUL or is not valid UTF-8."""
+
+
+class InvalidRange(InvalidArgument):
+    """A byte range lies outside the object."""
+
+
+class StoreError(Tier0Error):
+    """Root of element-store errors."""
+
+
+class NoSuchBucket(StoreError, KeyError):
+    """The bucket does not exist."""
+
+
+class NoSuchKey(StoreError, KeyError):
+    """The key has no current version (it never existed, or it was deleted)."""
+
+
+class NoSuchVersion(NoSuchKey):
+    """The key exists, but not with the requested version id."""
+
+
+class BucketAlreadyExists(StoreError):
+    """A bucket with this name exists already."""
+
+
+class BucketNotEmpty(StoreError):
+    """Only an empty bucket (no versions, no delete markers) can be deleted."""
+
+
+class PreconditionFailed(StoreError):
+    """A conditional operation's condition did not hold; nothing was changed."""
+
+
+class StorageFull(StoreError, OSError):
+    """The chunk or metadata storage is out of space (ENOSPC).
+
+    Nothing was half-written; reads keep working. Free space and retry.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return str(self.args[1])
+
+
+class StoreFailed(StoreError, OSError):
+    """The store stopped accepting writes after an fsync or I/O error.
+
+    An fsync failure means the kernel may have dropped dirty pages, so retrying
+    could acknowledge data that is not on disk. The store is fail-stop: reopen
+    it (after checking the disk) to write again.
+    """
+
+    def __init__(self, message: str, *, errno_code: int = errno.EIO) -> None:
+        super().__init__(errno_code, message)
+
+    def __str__(self) -> str:
+        return str(self.args[1])
+
+
+class ChunkError(StoreError):
+    """A chunk referenced by metadata cannot be read back intact."""
+
+
+class ChunkMissing(ChunkError):
+    """A chunk referenced by committed metadata is absent from the chunk backend."""
+
+
+class ChunkCorrupted(ChunkError):
+    """A chunk's content does not hash to its name, or does not decode."""
+
+
+class MetaError(Tier0Error):
+    """Root of metadata-backend errors."""
+
+
+class MetaUnavailable(MetaError):
+    """The metadata backend cannot be reached or opened."""
+
+
+class SchemaMismatch(MetaError):
+    """The metadata database was written by an incompatible tier0 version."""
+
+
+class CatalogError(Tier0Error):
+    """Root of errors from SQL over the catalog."""
+
+
+class SQLSyntaxError(CatalogError, ValueError):
+    """The SQL text does not parse, or names an unknown table or column."""
+
+
+class SQLNotAllowed(CatalogError, PermissionError):
+    """The SQL would write, or reads something outside the catalog."""
+
+
+class QueryTimeout(CatalogError, TimeoutError):
+    """The query ran past its time limit and was cancelled."""
+
+
+class EngineError(Tier0Error):
+    """Root of event-log and engine errors."""
+
+
+class IdentityError(Tier0Error):
+    """Root of identity, credential and policy errors."""
+
+
+class AccessDenied(IdentityError, PermissionError):
+    """The principal may not perform this action on this resource."""
+
+
+class NoSuchPrincipal(IdentityError, KeyError):
+    """No principal has this name or id."""
+
+
+class PrincipalExists(IdentityError):
+    """A principal with this name exists already."""
+
+
+class InvalidCredentials(IdentityError, PermissionError):
+    """The access key is unknown, expired, or the secret does not match."""

@@ -1,0 +1,176 @@
+"""The metadata schema: one definition, rendered for each SQL dialect.
+
+Internal tables carry a ``t0_`` prefix and are written only by the kernel.
+The unprefixed names (``objects``, ``versions``, ``buckets``, ``events``,
+``principals``, ``audit``) are read-only views: the live catalog that SQL
+queries see. A catalog row *is* the version row, so it is written in the same
+transaction as the element, with no second copy to keep in step.
+
+Times are stored as integer microseconds since the epoch (identical on every
+backend, exact, cheap to index); the views expose them as timestamps.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+SCHEMA_VERSION: Final = 1
+
+#: Dialect-specific spellings substituted into the DDL below.
+_TYPES: Final = {
+    "sqlite": {
+        "text": "TEXT",  # BINARY collation: byte order of UTF-8, which is S3's order
+        "blob": "BLOB",
+        "json": "TEXT",
+        "autoid": "INTEGER PRIMARY KEY",
+    },
+    "postgres": {
+        "text": 'TEXT COLLATE "C"',  # byte order, and LIKE 'prefix%' can use the index
+        "blob": "BYTEA",
+        "json": "JSONB",
+        "autoid": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    },
+}
+
+_TABLES: Final = """
+CREATE TABLE IF NOT EXISTS t0_schema (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS t0_counters (
+    name TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS t0_buckets (
+    name {text} PRIMARY KEY,
+    owner TEXT NOT NULL,
+    versioning TEXT NOT NULL,
+    created_us BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS t0_versions (
+    seq BIGINT PRIMARY KEY,
+    bucket {text} NOT NULL,
+    key {text} NOT NULL,
+    version_id TEXT NOT NULL,
+    is_latest SMALLINT NOT NULL,
+    is_delete_marker SMALLINT NOT NULL,
+    size BIGINT NOT NULL,
+    stored_bytes BIGINT NOT NULL,
+    etag TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    created_us BIGINT NOT NULL,
+    modified_us BIGINT NOT NULL,
+    owner TEXT NOT NULL,
+    metadata {json} NOT NULL,
+    tags {json} NOT NULL,
+    headers {json} NOT NULL,
+    checksum TEXT NOT NULL,
+    inline_data {blob},
+    manifest {blob}
+);
+CREATE INDEX IF NOT EXISTS t0_versions_key ON t0_versions (bucket, key, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS t0_versions_latest ON t0_versions (bucket, key)
+    WHERE is_latest = 1;
+CREATE TABLE IF NOT EXISTS t0_chunks (
+    hash {blob} PRIMARY KEY,
+    length BIGINT NOT NULL,
+    stored_bytes BIGINT NOT NULL,
+    refcount BIGINT NOT NULL,
+    state SMALLINT NOT NULL,
+    updated_us BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS t0_chunks_unreferenced ON t0_chunks (updated_us)
+    WHERE refcount = 0;
+CREATE TABLE IF NOT EXISTS t0_events (
+    seq BIGINT PRIMARY KEY,
+    type TEXT NOT NULL,
+    bucket {text} NOT NULL,
+    key {text} NOT NULL,
+    version_id TEXT,
+    size BIGINT,
+    etag TEXT,
+    principal TEXT NOT NULL,
+    time_us BIGINT NOT NULL,
+    detail {json} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS t0_principals (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    created_us BIGINT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS t0_credentials (
+    access_key TEXT PRIMARY KEY,
+    principal_id TEXT NOT NULL,
+    secret_key TEXT NOT NULL,
+    created_us BIGINT NOT NULL,
+    expires_us BIGINT
+);
+CREATE INDEX IF NOT EXISTS t0_credentials_principal ON t0_credentials (principal_id);
+CREATE TABLE IF NOT EXISTS t0_grants (
+    id {autoid},
+    principal_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    created_us BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS t0_grants_principal ON t0_grants (principal_id);
+CREATE TABLE IF NOT EXISTS t0_audit (
+    id {autoid},
+    time_us BIGINT NOT NULL,
+    principal TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    allowed SMALLINT NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+
+# The timestamp expression differs; everything else in the views is shared.
+_TIMESTAMP: Final = {
+    "sqlite": "strftime('%Y-%m-%d %H:%M:%f', {col} / 1000000.0, 'unixepoch')",
+    "postgres": "(to_timestamp({col} / 1000000.0) AT TIME ZONE 'UTC')",
+}
+
+_VIEWS: Final = """
+CREATE VIEW objects AS
+    SELECT bucket, key, version_id, size, stored_bytes, etag, content_type,
+           {ts(created_us)} AS created, {ts(modified_us)} AS modified,
+           owner, metadata, tags, checksum, seq
+    FROM t0_versions WHERE is_latest = 1 AND is_delete_marker = 0;
+CREATE VIEW versions AS
+    SELECT bucket, key, version_id, is_latest, is_delete_marker, size, stored_bytes, etag,
+           content_type, {ts(created_us)} AS created, {ts(modified_us)} AS modified,
+           owner, metadata, tags, checksum, seq
+    FROM t0_versions;
+CREATE VIEW buckets AS
+    SELECT name, owner, versioning, {ts(created_us)} AS created FROM t0_buckets;
+CREATE VIEW events AS
+    SELECT seq, type, bucket, key, version_id, size, etag, principal,
+           {ts(time_us)} AS time, detail
+    FROM t0_events;
+CREATE VIEW principals AS
+    SELECT id, name, kind, {ts(created_us)} AS created, created_by FROM t0_principals;
+CREATE VIEW audit AS
+    SELECT id, {ts(time_us)} AS time, principal, action, resource, allowed, reason
+    FROM t0_audit;
+"""
+
+#: The relations SQL over the catalog may read, and nothing else.
+CATALOG_VIEWS: Final = ("objects", "versions", "buckets", "events", "principals", "audit")
+
+
+def render_ddl(dialect: str) -> list[str]:
+    """The statements that create the schema on ``dialect``, in order (idempotent)."""
+    types = _TYPES[dialect]
+    tables = _TABLES.format(**types)
+    views = _VIEWS
+    for col in ("created_us", "modified_us", "time_us"):
+        views = views.replace("{ts(" + col + ")}", _TIMESTAMP[dialect].format(col=col))
+    statements = [s.strip() for s in tables.split(";") if s.strip()]
+    for view in (s.strip() for s in views.split(";") if s.strip()):
+        name = view.split()[2]
+        statements.append(f"DROP VIEW IF EXISTS {name}")
+        statements.append(view)
+    return statements

@@ -1,0 +1,221 @@
+"""SQLite metadata: the embedded default (one file, WAL, ``synchronous=FULL``).
+
+Several processes may open the same directory at once (a server and a CLI):
+SQLite's file locks serialise writers, ``busy_timeout`` makes a writer wait
+for another rather than fail, and WAL lets readers run beside the writer.
+Commits made by other processes are noticed through inotify on the directory
+that holds the database, so waiting for events never polls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import select
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from tier0.errors import MetaUnavailable, StorageFull, StoreFailed
+from tier0.meta._backend import Connection, Cursor, MetaBackend, Params
+
+BUSY_TIMEOUT_MS: Final = 30_000
+
+_SQLITE_BUSY: Final = 5
+_SQLITE_IOERR: Final = 10
+_SQLITE_FULL: Final = 13
+
+
+def _translate(error: sqlite3.Error, path: Path) -> Exception:
+    """Map SQLite's operating errors onto tier0's; other errors are bugs and pass through."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    if code == _SQLITE_FULL:
+        return StorageFull(f"metadata database {path} is out of space: free disk space and retry")
+    if code == _SQLITE_IOERR:
+        return StoreFailed(f"I/O error on metadata database {path}: {error}; check the disk")
+    if code == _SQLITE_BUSY:
+        return MetaUnavailable(
+            f"metadata database {path} stayed locked by another process for "
+            f"{BUSY_TIMEOUT_MS // 1000} s"
+        )
+    return error
+
+
+class SQLiteConnection(Connection):
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self._path = path
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
+            self._db = sqlite3.connect(
+                path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+        except sqlite3.Error as error:
+            raise MetaUnavailable(f"cannot open metadata database {path}: {error}") from error
+        # Every setting the store's guarantees rest on is stated, not inherited.
+        for pragma in (
+            f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = FULL",
+            "PRAGMA wal_autocheckpoint = 1000",
+            "PRAGMA foreign_keys = OFF",
+            # LIKE is case-sensitive in SQL (and PostgreSQL), and only then can
+            # SQLite answer `key LIKE 'prefix%'` from the (bucket, key) index.
+            "PRAGMA case_sensitive_like = ON",
+        ):
+            self.execute(pragma)
+        if read_only:
+            self.execute("PRAGMA query_only = ON")
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.Error as error:
+            raise _translate(error, self._path) from error
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        try:
+            self._db.executemany(sql, rows)
+        except sqlite3.Error as error:
+            raise _translate(error, self._path) from error
+
+    def begin_write(self) -> None:
+        # IMMEDIATE takes the write lock now, so the transaction cannot fail
+        # later with SQLITE_BUSY after it has read state it acts upon.
+        self.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def raw(self) -> sqlite3.Connection:
+        """The sqlite3 connection, for the catalog's function registrations."""
+        return self._db
+
+
+class SQLiteBackend(MetaBackend):
+    """Metadata in ``<directory>/meta.db``."""
+
+    dialect = "sqlite"
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        self._directory = directory
+        self._path = directory / "meta.db"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise MetaUnavailable(f"cannot create metadata directory {directory}: {error}") from error
+        self._local = threading.local()
+        self._readers: list[SQLiteConnection] = []
+        self._readers_lock = threading.Lock()
+        self._watcher: _DirectoryWatcher | None = None
+
+    @property
+    def location(self) -> str:
+        return str(self._path)
+
+    def connect(self) -> SQLiteConnection:
+        return SQLiteConnection(self._path)
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[Connection]:
+        # One read connection per thread: sqlite3 connections are cheap to keep
+        # and must not be used by two threads at once.
+        connection: SQLiteConnection | None = getattr(self._local, "reader", None)
+        if connection is None:
+            connection = SQLiteConnection(self._path)
+            self._local.reader = connection
+            with self._readers_lock:
+                self._readers.append(connection)
+        yield connection
+
+    def read_only_connection(self) -> SQLiteConnection:
+        """A new connection that refuses writes at the engine level (for user SQL)."""
+        return SQLiteConnection(self._path, read_only=True)
+
+    def start_watching(self) -> None:
+        if self._watcher is None:
+            self._watcher = _DirectoryWatcher(self._directory, self.signal.bump)
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for connection in readers:
+            connection.close()
+
+
+_IN_MODIFY: Final = 0x002
+_IN_CREATE: Final = 0x100
+_IN_MOVED_TO: Final = 0x080
+
+
+class _DirectoryWatcher:
+    """Calls ``on_change`` whenever a file in ``directory`` is written (Linux inotify).
+
+    A commit by any process appends to the WAL file, which inotify reports.
+    Where inotify is unavailable the watcher falls back to a coarse tick, so
+    waits still end, just later.
+    """
+
+    TICK_S: Final = 0.25
+
+    def __init__(self, directory: Path, on_change: Any) -> None:
+        self._on_change = on_change
+        self._stop_read, self._stop_write = os.pipe()
+        self._fd = self._open_inotify(directory)
+        self._thread = threading.Thread(target=self._run, name="tier0-meta-watch", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _open_inotify(directory: Path) -> int:
+        name = ctypes.util.find_library("c")
+        if name is None:
+            return -1
+        libc = ctypes.CDLL(name, use_errno=True)
+        if not hasattr(libc, "inotify_init1"):
+            return -1
+        fd = int(libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK))
+        if fd < 0:
+            return -1
+        mask = _IN_MODIFY | _IN_CREATE | _IN_MOVED_TO
+        if libc.inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
+            os.close(fd)
+            return -1
+        return fd
+
+    def _run(self) -> None:
+        watched = [self._stop_read] + ([self._fd] if self._fd >= 0 else [])
+        while True:
+            ready, _, _ = select.select(watched, [], [], None if self._fd >= 0 else self.TICK_S)
+            if self._stop_read in ready:
+                return
+            if self._fd in ready:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self._fd, 65536):
+                        pass
+            self._on_change()
+
+    def close(self) -> None:
+        os.write(self._stop_write, b"x")
+        self._thread.join(timeout=5)
+        for fd in (self._stop_read, self._stop_write, self._fd):
+            if fd >= 0:
+                os.close(fd)

@@ -1,0 +1,551 @@
+"""The element store: buckets and versioned objects over chunks and metadata.
+
+``Store`` is what every protocol calls. It checks names, asks the authorize
+seam, streams bytes through the write path, and hands the metadata change to
+the group committer; the commit protocol is: chunks durable first, then one
+metadata transaction (version row = catalog row, chunk references, event,
+audit), and only then is the write acknowledged.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Any, Final
+
+from tier0.errors import InvalidArgument, InvalidRange, NoSuchBucket, NoSuchKey, NoSuchVersion
+from tier0.identity import Authorizer, Principal
+from tier0.meta import Committer, MetaBackend
+from tier0.store import _ops
+from tier0.store._chunking import ChunkingPolicy
+from tier0.store._chunks import ChunkBackend
+from tier0.store._manifest import Manifest
+from tier0.store._names import (
+    prefix_successor,
+    validate_bucket_name,
+    validate_key,
+    validate_metadata,
+    validate_prefix,
+    validate_tags,
+)
+from tier0.store._reader import ObjectReader, iter_range
+from tier0.store._types import (
+    BucketInfo,
+    DeleteResult,
+    ListPage,
+    ObjectInfo,
+    Versioning,
+    VersionPage,
+    from_us,
+)
+from tier0.store._writer import ingest
+
+READ_BLOCK_BYTES: Final = 1024 * 1024
+LIST_LIMIT_MAX: Final = 1000
+DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
+STANDARD_HEADERS: Final = frozenset(
+    {"content-encoding", "content-disposition", "content-language", "cache-control", "expires"}
+)
+
+Source = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Tunables of the write path, chosen by measurement (see benchmarks/)."""
+
+    #: Objects up to this size live in their metadata row; no chunk file.
+    inline_bytes_max: int = 64 * 1024
+    chunking: ChunkingPolicy = field(default_factory=ChunkingPolicy)
+    #: Unreferenced chunks younger than this are never collected.
+    gc_grace_s: float = 3600.0
+    io_threads: int = 4
+
+
+@dataclass
+class Kernel:
+    """The shared parts a store is made of; one per opened data directory."""
+
+    meta: MetaBackend
+    committer: Committer
+    chunks: ChunkBackend
+    authorizer: Authorizer
+    config: StoreConfig
+    executor: ThreadPoolExecutor
+
+
+def _blocks(source: Source) -> Iterator[bytes]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        yield bytes(source)
+        return
+    read = getattr(source, "read", None)
+    if read is not None:
+        while block := read(READ_BLOCK_BYTES):
+            yield block
+        return
+    if isinstance(source, str):
+        raise InvalidArgument("put() takes bytes, a binary file or an iterable of bytes, not str")
+    for block in source:
+        if not isinstance(block, bytes | bytearray | memoryview):
+            raise InvalidArgument(f"put() got a {type(block).__name__} block; blocks are bytes")
+        yield bytes(block)
+
+
+class Store:
+    """Buckets and objects, as seen by one principal."""
+
+    def __init__(self, kernel: Kernel, principal: Principal) -> None:
+        self._kernel = kernel
+        self.principal = principal
+
+    # -- buckets ---------------------------------------------------------------------------
+
+    def create_bucket(self, name: str) -> BucketInfo:
+        """Create a bucket owned by this principal."""
+        validate_bucket_name(name)
+        decision = self._authorize("s3:CreateBucket", f"/{name}", owner=None)
+        self._kernel.committer.run(
+            lambda tx: _ops.create_bucket(tx, name, self.principal.id, decision)
+        )
+        return self.head_bucket(name)
+
+    def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket (BucketNotEmpty otherwise)."""
+        decision = self._authorize("s3:DeleteBucket", f"/{name}", owner=self._owner(name))
+        self._kernel.committer.run(lambda tx: _ops.delete_bucket(tx, name, decision))
+
+    def head_bucket(self, name: str) -> BucketInfo:
+        with self._kernel.meta.reader() as db:
+            row = db.query_one(
+                "SELECT name, owner, versioning, created_us FROM t0_buckets WHERE name = ?", (name,)
+            )
+        if row is None:
+            raise NoSuchBucket(f"bucket {name!r} does not exist")
+        self._authorize("s3:ListBucket", f"/{name}", owner=row[1], deferred=False)
+        return BucketInfo(row[0], row[1], row[2], from_us(row[3]))
+
+    def list_buckets(self) -> list[BucketInfo]:
+        """The buckets this principal owns (every bucket, for root)."""
+        sql = "SELECT name, owner, versioning, created_us FROM t0_buckets"
+        params: tuple[str, ...] = ()
+        if not self.principal.is_root:
+            sql += " WHERE owner = ?"
+            params = (self.principal.id,)
+        with self._kernel.meta.reader() as db:
+            rows = db.query_all(sql + " ORDER BY name", params)
+        self._authorize("s3:ListAllMyBuckets", "/", owner=self.principal.id)
+        return [BucketInfo(r[0], r[1], r[2], from_us(r[3])) for r in rows]
+
+    def set_versioning(self, name: str, status: Versioning) -> None:
+        """Turn versioning 'Enabled' or 'Suspended' (a bucket starts 'Unversioned')."""
+        decision = self._authorize("s3:PutBucketVersioning", f"/{name}", owner=self._owner(name))
+        self._kernel.committer.run(lambda tx: _ops.set_versioning(tx, name, status, decision))
+
+    def get_versioning(self, name: str) -> Versioning:
+        return self.head_bucket(name).versioning
+
+    # -- objects ---------------------------------------------------------------------------
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: Source,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        md5: bool = False,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+        event_type: str = "ObjectCreated:Put",
+    ) -> ObjectInfo:
+        """Store ``data`` (bytes, a binary file, or an iterable of bytes) as ``bucket/key``.
+
+        Streams: memory stays bounded whatever the size. With ``md5`` the ETag
+        is the MD5 of the content (what S3 clients expect of a single-part
+        upload); otherwise it is derived from the BLAKE3 checksum, which costs
+        nothing extra. ``if_none_match='*'`` refuses to overwrite;
+        ``if_match=etag`` overwrites only that version. Returns the committed
+        version.
+        """
+        validate_key(key)
+        metadata, tags, headers = metadata or {}, tags or {}, _normal_headers(headers)
+        validate_metadata(metadata)
+        validate_tags(tags)
+        decision = self._authorize(
+            "s3:PutObject", f"/{bucket}/{key}", owner=self._owner(bucket), deferred=True
+        )
+        kernel = self._kernel
+        ingested = ingest(
+            _blocks(data),
+            kernel.chunks,
+            kernel.executor,
+            inline_bytes_max=kernel.config.inline_bytes_max,
+            policy=kernel.config.chunking,
+            md5=md5,
+            keepalive_s=kernel.config.gc_grace_s / 4,
+        )
+        manifest = ingested.manifest
+        etag = (
+            ingested.md5
+            if ingested.md5 is not None
+            else ingested.checksum.removeprefix("blake3:")[:32] + "-b3"
+        )
+        new = _ops.NewVersion(
+            size=ingested.size,
+            stored_bytes=ingested.stored_bytes,
+            etag=etag,
+            checksum=ingested.checksum,
+            content_type=content_type or mimetypes.guess_type(key)[0] or DEFAULT_CONTENT_TYPE,
+            inline=ingested.inline,
+            manifest=None if manifest is None else manifest.encode(),
+            chunks=tuple((c.hash, c.length, c.stored_bytes) for c in ingested.chunks),
+            metadata=metadata,
+            tags=tags,
+            headers=headers,
+        )
+        condition = None
+        if if_match is not None or if_none_match is not None:
+            condition = _ops.Condition(if_match=if_match, if_none_match=if_none_match)
+        return kernel.committer.run(
+            lambda tx: _ops.put_version(
+                tx, bucket, key, new, decision, event_type=event_type, condition=condition
+            )
+        )
+
+    def get(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        version_id: str | None = None,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> ObjectReader:
+        """Stream a version's bytes (the current one by default), or a range of them.
+
+        ``offset`` past the end raises InvalidRange; ``length`` is clamped to
+        the object. Only the chunks the range overlaps are read.
+        """
+        if offset < 0 or (length is not None and length < 0):
+            raise InvalidRange(f"offset and length must be non-negative, got {offset} and {length}")
+        info, inline, manifest = self._read_version(bucket, key, version_id, "s3:GetObject")
+        if offset > info.size:
+            raise InvalidRange(
+                f"offset {offset} lies past the end of {bucket}/{key} ({info.size} bytes)"
+            )
+        length = info.size - offset if length is None else min(length, info.size - offset)
+        if inline is not None:
+            blocks: Iterator[bytes] = iter([inline[offset : offset + length]] if length else [])
+        elif manifest is not None:
+            blocks = iter_range(
+                self._kernel.chunks, self._kernel.executor, manifest, offset, length
+            )
+        else:
+            blocks = iter(())
+        return ObjectReader(info, blocks, offset=offset, length=length)
+
+    def get_bytes(self, bucket: str, key: str, **options: Any) -> bytes:
+        """The whole object (or range) as bytes; for small objects."""
+        with self.get(bucket, key, **options) as reader:
+            return reader.read()
+
+    def head(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectInfo:
+        """A version's description, without its bytes."""
+        return self._read_version(bucket, key, version_id, "s3:GetObject")[0]
+
+    def copy(
+        self,
+        source_bucket: str,
+        source_key: str,
+        bucket: str,
+        key: str,
+        *,
+        version_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> ObjectInfo:
+        """Copy a version to ``bucket/key`` in metadata alone: the chunks are shared.
+
+        Passing ``metadata``, ``content_type``, ``headers`` or ``tags``
+        replaces that part of the description (S3's REPLACE directive).
+        """
+        validate_key(key)
+        validate_key(source_key)
+        replace: dict[str, Any] = {}
+        if metadata is not None:
+            validate_metadata(metadata)
+            replace["metadata"] = metadata
+        if tags is not None:
+            validate_tags(tags)
+            replace["tags"] = tags
+        if content_type is not None:
+            replace["content_type"] = content_type
+        if headers is not None:
+            replace["headers"] = _normal_headers(headers)
+        self._authorize(
+            "s3:GetObject", f"/{source_bucket}/{source_key}", owner=self._owner(source_bucket)
+        )
+        decision = self._authorize(
+            "s3:PutObject", f"/{bucket}/{key}", owner=self._owner(bucket), deferred=True
+        )
+        condition = None
+        if if_match is not None or if_none_match is not None:
+            condition = _ops.Condition(if_match=if_match, if_none_match=if_none_match)
+        return self._kernel.committer.run(
+            lambda tx: _ops.copy_version(
+                tx, (source_bucket, source_key, version_id), (bucket, key), decision,
+                replace=replace, condition=condition,
+            )
+        )  # fmt: skip
+
+    def delete(self, bucket: str, key: str, *, version_id: str | None = None) -> DeleteResult:
+        """Delete the key (a delete marker if the bucket keeps versions), or one version."""
+        validate_key(key)
+        action = "s3:DeleteObject" if version_id is None else "s3:DeleteObjectVersion"
+        decision = self._authorize(
+            action, f"/{bucket}/{key}", owner=self._owner(bucket), deferred=True
+        )
+        return self._kernel.committer.run(
+            lambda tx: _ops.delete_version(tx, bucket, key, version_id, decision)
+        )
+
+    def set_tags(
+        self, bucket: str, key: str, tags: dict[str, str], *, version_id: str | None = None
+    ) -> str:
+        """Replace a version's tags; returns the version id tagged."""
+        validate_key(key)
+        validate_tags(tags)
+        decision = self._authorize(
+            "s3:PutObjectTagging", f"/{bucket}/{key}", owner=self._owner(bucket), deferred=True
+        )
+        return self._kernel.committer.run(
+            lambda tx: _ops.set_tags(tx, bucket, key, version_id, tags, decision)
+        )
+
+    def get_tags(self, bucket: str, key: str, *, version_id: str | None = None) -> dict[str, str]:
+        return self.head(bucket, key, version_id=version_id).tags
+
+    # -- listing ---------------------------------------------------------------------------
+
+    def list(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str | None = None,
+        start_after: str | None = None,
+        limit: int = LIST_LIMIT_MAX,
+    ) -> ListPage:
+        """One page of current objects in key order (UTF-8 byte order, like S3).
+
+        With a ``delimiter``, keys that hold it after ``prefix`` are rolled up
+        into ``prefixes`` (S3's CommonPrefixes). Each object or prefix counts
+        toward ``limit`` (1..1000).
+        """
+        validate_prefix(prefix)
+        if not 1 <= limit <= LIST_LIMIT_MAX:
+            raise InvalidArgument(f"limit must be 1..{LIST_LIMIT_MAX}, got {limit}")
+        self._authorize("s3:ListBucket", f"/{bucket}", owner=self._owner(bucket))
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        cursor = max(prefix, start_after or "")
+        inclusive = start_after is None or start_after < prefix
+        upper = prefix_successor(prefix)
+        with self._kernel.meta.reader() as db:
+            while len(objects) + len(prefixes) < limit:
+                sql = f"SELECT {_ops.VERSION_COLUMNS} FROM t0_versions WHERE bucket = ? AND is_latest = 1"
+                sql += " AND key >= ?" if inclusive else " AND key > ?"
+                params: list[Any] = [bucket, cursor]
+                if upper is not None:
+                    sql += " AND key < ?"
+                    params.append(upper)
+                want = limit - len(objects) - len(prefixes) + 1
+                rows = db.query_all(sql + " ORDER BY key LIMIT ?", (*params, want))
+                if not rows:
+                    return ListPage(objects, prefixes, False, None)
+                rolled_up = False
+                for row in rows:
+                    if len(objects) + len(prefixes) == limit:
+                        return ListPage(objects, prefixes, True, _last(objects, prefixes))
+                    key = row[2]
+                    cut = key.find(delimiter, len(prefix)) if delimiter else -1
+                    if cut >= 0:
+                        common = key[: cut + len(delimiter or "")]
+                        prefixes.append(common)
+                        following = prefix_successor(common)
+                        if following is None:
+                            return ListPage(objects, prefixes, False, None)
+                        cursor, inclusive, rolled_up = following, True, True
+                        break
+                    if not row[5]:
+                        objects.append(_ops.row_to_info(row))
+                    cursor, inclusive = key, False
+                if not rolled_up and len(rows) < want:
+                    return ListPage(objects, prefixes, False, None)
+        return ListPage(objects, prefixes, True, _last(objects, prefixes))
+
+    def iter_objects(self, bucket: str, *, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every current object under ``prefix``, page by page."""
+        start_after = None
+        while True:
+            page = self.list(bucket, prefix=prefix, start_after=start_after)
+            yield from page.objects
+            if not page.truncated:
+                return
+            start_after = page.next_start_after
+
+    def list_versions(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str | None = None,
+        key_marker: str | None = None,
+        version_marker: str | None = None,
+        limit: int = LIST_LIMIT_MAX,
+    ) -> VersionPage:
+        """One page of versions and delete markers: key ascending, newest first."""
+        validate_prefix(prefix)
+        if not 1 <= limit <= LIST_LIMIT_MAX:
+            raise InvalidArgument(f"limit must be 1..{LIST_LIMIT_MAX}, got {limit}")
+        self._authorize("s3:ListBucketVersions", f"/{bucket}", owner=self._owner(bucket))
+        upper = prefix_successor(prefix)
+        versions: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        with self._kernel.meta.reader() as db:
+            after_seq = None
+            if key_marker is not None and version_marker is not None:
+                row = db.query_one(
+                    "SELECT seq FROM t0_versions WHERE bucket = ? AND key = ? AND version_id = ?",
+                    (bucket, key_marker, version_marker),
+                )
+                if row is None:
+                    raise NoSuchVersion(
+                        f"version marker {version_marker!r} is not a version of {key_marker!r}"
+                    )
+                after_seq = row[0]
+            # Where to resume: at `cursor_key` inclusive, or after (cursor_key, after_seq).
+            cursor_key, inclusive = prefix, True
+            if key_marker is not None and key_marker >= prefix:
+                cursor_key, inclusive = key_marker, False
+            while len(versions) + len(prefixes) < limit:
+                sql = f"SELECT {_ops.VERSION_COLUMNS} FROM t0_versions WHERE bucket = ?"
+                params: list[Any] = [bucket]
+                if inclusive:
+                    sql += " AND key >= ?"
+                    params.append(cursor_key)
+                elif after_seq is not None:
+                    sql += " AND (key > ? OR (key = ? AND seq < ?))"
+                    params += [cursor_key, cursor_key, after_seq]
+                else:
+                    sql += " AND key > ?"
+                    params.append(cursor_key)
+                if upper is not None:
+                    sql += " AND key < ?"
+                    params.append(upper)
+                want = limit - len(versions) - len(prefixes) + 1
+                rows = db.query_all(sql + " ORDER BY key, seq DESC LIMIT ?", (*params, want))
+                if not rows:
+                    return VersionPage(versions, prefixes, False, None, None)
+                rolled_up = False
+                for row in rows:
+                    if len(versions) + len(prefixes) == limit:
+                        last = (
+                            versions[-1]
+                            if versions and (not prefixes or versions[-1].key > prefixes[-1])
+                            else None
+                        )
+                        if last is not None:
+                            return VersionPage(versions, prefixes, True, last.key, last.version_id)
+                        return VersionPage(versions, prefixes, True, prefixes[-1], None)
+                    key = row[2]
+                    cut = key.find(delimiter, len(prefix)) if delimiter else -1
+                    if cut >= 0:
+                        common = key[: cut + len(delimiter or "")]
+                        prefixes.append(common)
+                        following = prefix_successor(common)
+                        if following is None:
+                            return VersionPage(versions, prefixes, False, None, None)
+                        cursor_key, inclusive, after_seq, rolled_up = following, True, None, True
+                        break
+                    versions.append(_ops.row_to_info(row))
+                    cursor_key, inclusive, after_seq = key, False, row[0]
+                if not rolled_up and len(rows) < want:
+                    return VersionPage(versions, prefixes, False, None, None)
+        last = (
+            versions[-1] if versions and (not prefixes or versions[-1].key > prefixes[-1]) else None
+        )
+        if last is not None:
+            return VersionPage(versions, prefixes, True, last.key, last.version_id)
+        return VersionPage(versions, prefixes, True, prefixes[-1] if prefixes else None, None)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _authorize(
+        self, action: str, resource: str, *, owner: str | None, deferred: bool = False
+    ) -> Any:
+        return self._kernel.authorizer.authorize(
+            self.principal, action, resource, owner=owner, deferred=deferred
+        )
+
+    def _owner(self, bucket: str) -> str:
+        with self._kernel.meta.reader() as db:
+            row = db.query_one("SELECT owner FROM t0_buckets WHERE name = ?", (bucket,))
+        if row is None:
+            raise NoSuchBucket(f"bucket {bucket!r} does not exist")
+        return str(row[0])
+
+    def _read_version(
+        self, bucket: str, key: str, version_id: str | None, action: str
+    ) -> tuple[ObjectInfo, bytes | None, Manifest | None]:
+        validate_key(key)
+        columns = ", ".join(f"v.{c.strip()}" for c in _ops.VERSION_COLUMNS.split(","))
+        join = "v.is_latest = 1" if version_id is None else "v.version_id = ?"
+        params = (key, bucket) if version_id is None else (key, version_id, bucket)
+        with self._kernel.meta.reader() as db:
+            row = db.query_one(
+                f"SELECT b.owner, {columns}, v.inline_data, v.manifest FROM t0_buckets b"
+                f" LEFT JOIN t0_versions v ON v.bucket = b.name AND v.key = ? AND {join}"
+                " WHERE b.name = ?",
+                params,
+            )
+        if row is None:
+            raise NoSuchBucket(f"bucket {bucket!r} does not exist")
+        self._authorize(action, f"/{bucket}/{key}", owner=row[0])
+        if row[1] is None:
+            if version_id is None:
+                raise NoSuchKey(f"{bucket}/{key} does not exist")
+            raise NoSuchVersion(f"{bucket}/{key} has no version {version_id!r}")
+        info = _ops.row_to_info(row[1:18])
+        if info.is_delete_marker:
+            raise NoSuchKey(f"{bucket}/{key} is deleted (its current version is a delete marker)")
+        inline = None if row[18] is None else bytes(row[18])
+        manifest = None if row[19] is None else Manifest.decode(bytes(row[19]))
+        return info, inline, manifest
+
+
+def _last(objects: list[ObjectInfo], prefixes: list[str]) -> str:
+    candidates = [o.key for o in objects[-1:]] + prefixes[-1:]
+    return max(candidates)
+
+
+def _normal_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    result = {}
+    for name, value in (headers or {}).items():
+        lowered = name.lower()
+        if lowered not in STANDARD_HEADERS:
+            raise InvalidArgument(
+                f"header {name!r} is not stored; stored headers are {', '.join(sorted(STANDARD_HEADERS))}"
+            )
+        result[lowered] = str(value)
+    return result
+

@@ -1,0 +1,163 @@
+"""The write path: a stream of bytes in, durable chunks (or an inline value) out.
+
+Chunks are cut by content, hashed, deduplicated against what the chunk
+backend already holds, compressed when that pays, and written durably by a
+small pool of threads while the caller's stream keeps flowing. Memory stays
+bounded by ``CHUNKS_IN_FLIGHT_MAX`` chunks whatever the object's size. Nothing
+here touches metadata: the caller commits the result, and only after every
+chunk it names is durable.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from typing import Final
+
+import blake3
+
+from tier0.store._chunking import ChunkingPolicy, chunk_name, encode_chunk, iter_chunks
+from tier0.store._chunks import ChunkBackend
+from tier0.store._manifest import Manifest
+
+CHUNKS_IN_FLIGHT_MAX: Final = 6
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    hash: bytes
+    length: int
+    stored_bytes: int
+    deduplicated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """What was written: an inline value, or chunks ready to be referenced."""
+
+    size: int
+    inline: bytes | None
+    chunks: tuple[StoredChunk, ...]
+    checksum: str
+    md5: str | None
+
+    @property
+    def manifest(self) -> Manifest | None:
+        if self.inline is not None:
+            return None
+        return Manifest.of([(c.hash, c.length) for c in self.chunks])
+
+    @property
+    def stored_bytes(self) -> int:
+        if self.inline is not None:
+            return len(self.inline)
+        return sum(c.stored_bytes for c in self.chunks)
+
+
+def store_chunk(backend: ChunkBackend, data: bytes) -> StoredChunk:
+    """Make one chunk durable in ``backend``: dedup by touch, else encode and write."""
+    digest = blake3.blake3(data).digest()
+    name = chunk_name(digest)
+    stored = backend.touch(name)
+    if stored is not None:
+        return StoredChunk(digest, len(data), stored, deduplicated=True)
+    encoded = encode_chunk(data)
+    assert encoded.hash == digest, "the codec hashes what the writer hashed"
+    backend.write(name, encoded.blob)
+    return StoredChunk(digest, len(data), len(encoded.blob), deduplicated=False)
+
+
+def ingest(
+    source: Iterable[bytes],
+    backend: ChunkBackend,
+    executor: Executor,
+    *,
+    inline_bytes_max: int,
+    policy: ChunkingPolicy,
+    md5: bool = False,
+    keepalive_s: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> Ingested:
+    """Consume ``source`` and store it; return what the metadata must reference.
+
+    Objects of at most ``inline_bytes_max`` bytes are returned inline and
+    touch no chunk. Every chunk named in the result is durable, and was
+    written or touched within ``keepalive_s`` (so garbage collection, which
+    spares anything touched within its grace period, cannot take it before
+    the caller commits).
+    """
+    whole = blake3.blake3()
+    digest_md5 = hashlib.md5(usedforsecurity=False) if md5 else None
+    size = 0
+
+    def counted() -> Iterator[bytes]:
+        nonlocal size
+        for block in source:
+            if not block:
+                continue
+            block = bytes(block)
+            size += len(block)
+            whole.update(block)
+            if digest_md5 is not None:
+                digest_md5.update(block)
+            yield block
+
+    stream = counted()
+    head: list[bytes] = []
+    head_bytes = 0
+    for block in stream:
+        head.append(block)
+        head_bytes += len(block)
+        if head_bytes > inline_bytes_max:
+            break
+    else:
+        return Ingested(size, b"".join(head), (), _checksum(whole), _hex(digest_md5))
+
+    def rest() -> Iterator[bytes]:
+        yield from head
+        yield from stream
+
+    chunks = _store_all(iter_chunks(rest(), policy), backend, executor, keepalive_s, clock)
+    backend.flush([chunk_name(c.hash) for c in chunks if c.deduplicated])
+    return Ingested(size, None, tuple(chunks), _checksum(whole), _hex(digest_md5))
+
+
+def _store_all(
+    pieces: Iterator[bytes],
+    backend: ChunkBackend,
+    executor: Executor,
+    keepalive_s: float,
+    clock: Callable[[], float],
+) -> list[StoredChunk]:
+    done: list[StoredChunk] = []
+    in_flight: collections.deque[Future[StoredChunk]] = collections.deque()
+    refreshed = clock()
+    try:
+        for piece in pieces:
+            if len(in_flight) >= CHUNKS_IN_FLIGHT_MAX:
+                done.append(in_flight.popleft().result())
+            in_flight.append(executor.submit(store_chunk, backend, piece))
+            if clock() - refreshed > keepalive_s:
+                # A slow stream: keep what is already stored fresh for the GC.
+                for chunk in done:
+                    backend.touch(chunk_name(chunk.hash))
+                refreshed = clock()
+        while in_flight:
+            done.append(in_flight.popleft().result())
+    except BaseException:
+        for future in in_flight:
+            future.cancel()
+        raise
+    return done
+
+
+def _checksum(hasher: blake3.blake3) -> str:
+    return "blake3:" + hasher.hexdigest()
+
+
+def _hex(hasher: hashlib._Hash | None) -> str | None:
+    return None if hasher is None else hasher.hexdigest()
