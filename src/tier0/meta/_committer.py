@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
-from tier0.errors import MetaError, StoreFailed
+from tier0.errors import MetaError, MetaUnavailable, StorageFull, StoreFailed
 from tier0.meta._backend import Connection, Cursor, MetaBackend, MetaStatistics, Params
 
 T = TypeVar("T")
@@ -189,7 +189,9 @@ class Committer:
             for index, op in enumerate(ops):
                 try:
                     results.append(op.fn(tx))
-                except StoreFailed:
+                except (StoreFailed, StorageFull, MetaUnavailable):
+                    # The environment failed, not the operation: every other
+                    # operation would fail the same way, so fail the batch.
                     raise
                 except Exception as error:
                     connection.rollback()

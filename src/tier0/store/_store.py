@@ -357,12 +357,14 @@ class Store:
         self._authorize("s3:ListBucket", f"/{bucket}", owner=self._owner(bucket))
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
-        cursor = max(prefix, start_after or "")
-        inclusive = start_after is None or start_after < prefix
+        cursor, inclusive = _resume_point(prefix, delimiter, start_after)
         upper = prefix_successor(prefix)
         with self._kernel.meta.reader() as db:
-            while len(objects) + len(prefixes) < limit:
-                sql = f"SELECT {_ops.VERSION_COLUMNS} FROM t0_versions WHERE bucket = ? AND is_latest = 1"
+            while True:
+                sql = (
+                    f"SELECT {_ops.VERSION_COLUMNS} FROM t0_versions"
+                    " WHERE bucket = ? AND is_latest = 1 AND is_delete_marker = 0"
+                )
                 sql += " AND key >= ?" if inclusive else " AND key > ?"
                 params: list[Any] = [bucket, cursor]
                 if upper is not None:
@@ -386,12 +388,10 @@ class Store:
                             return ListPage(objects, prefixes, False, None)
                         cursor, inclusive, rolled_up = following, True, True
                         break
-                    if not row[5]:
-                        objects.append(_ops.row_to_info(row))
+                    objects.append(_ops.row_to_info(row))
                     cursor, inclusive = key, False
                 if not rolled_up and len(rows) < want:
                     return ListPage(objects, prefixes, False, None)
-        return ListPage(objects, prefixes, True, _last(objects, prefixes))
 
     def iter_objects(self, bucket: str, *, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every current object under ``prefix``, page by page."""
@@ -433,11 +433,11 @@ class Store:
                         f"version marker {version_marker!r} is not a version of {key_marker!r}"
                     )
                 after_seq = row[0]
-            # Where to resume: at `cursor_key` inclusive, or after (cursor_key, after_seq).
-            cursor_key, inclusive = prefix, True
-            if key_marker is not None and key_marker >= prefix:
-                cursor_key, inclusive = key_marker, False
-            while len(versions) + len(prefixes) < limit:
+            # Resume at `cursor_key` inclusive, or after (cursor_key, after_seq).
+            cursor_key, inclusive = _resume_point(prefix, delimiter, key_marker)
+            if inclusive:
+                after_seq = None
+            while True:
                 sql = f"SELECT {_ops.VERSION_COLUMNS} FROM t0_versions WHERE bucket = ?"
                 params: list[Any] = [bucket]
                 if inclusive:
@@ -459,14 +459,7 @@ class Store:
                 rolled_up = False
                 for row in rows:
                     if len(versions) + len(prefixes) == limit:
-                        last = (
-                            versions[-1]
-                            if versions and (not prefixes or versions[-1].key > prefixes[-1])
-                            else None
-                        )
-                        if last is not None:
-                            return VersionPage(versions, prefixes, True, last.key, last.version_id)
-                        return VersionPage(versions, prefixes, True, prefixes[-1], None)
+                        return _truncated_versions(versions, prefixes)
                     key = row[2]
                     cut = key.find(delimiter, len(prefix)) if delimiter else -1
                     if cut >= 0:
@@ -481,12 +474,6 @@ class Store:
                     cursor_key, inclusive, after_seq = key, False, row[0]
                 if not rolled_up and len(rows) < want:
                     return VersionPage(versions, prefixes, False, None, None)
-        last = (
-            versions[-1] if versions and (not prefixes or versions[-1].key > prefixes[-1]) else None
-        )
-        if last is not None:
-            return VersionPage(versions, prefixes, True, last.key, last.version_id)
-        return VersionPage(versions, prefixes, True, prefixes[-1] if prefixes else None, None)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -531,6 +518,33 @@ class Store:
         inline = None if row[18] is None else bytes(row[18])
         manifest = None if row[19] is None else Manifest.decode(bytes(row[19]))
         return info, inline, manifest
+
+
+def _resume_point(prefix: str, delimiter: str | None, marker: str | None) -> tuple[str, bool]:
+    """Where a listing starts: (key, inclusive).
+
+    A marker that is itself a common prefix (as ``next_start_after`` is when a
+    page ended on one) resumes after every key under it, as S3 does; any
+    other marker resumes just after itself.
+    """
+    if marker is None or marker < prefix:
+        return prefix, True
+    if (
+        delimiter
+        and marker.endswith(delimiter)
+        and marker.find(delimiter, len(prefix)) == len(marker) - len(delimiter)
+    ):
+        following = prefix_successor(marker)
+        if following is not None:
+            return following, True
+    return marker, False
+
+
+def _truncated_versions(versions: list[ObjectInfo], prefixes: list[str]) -> VersionPage:
+    """A full page; its markers name the last entry (a version, or a common prefix)."""
+    if versions and (not prefixes or versions[-1].key > prefixes[-1]):
+        return VersionPage(versions, prefixes, True, versions[-1].key, versions[-1].version_id)
+    return VersionPage(versions, prefixes, True, prefixes[-1], None)
 
 
 def _last(objects: list[ObjectInfo], prefixes: list[str]) -> str:

@@ -1,0 +1,307 @@
+"""Content-defined chunking and the chunk codec.
+
+Bytes enter the store as a stream of blocks of whatever sizes the caller has
+(HTTP body pieces, file reads). ``iter_chunks`` cuts them into chunks whose
+boundaries depend only on the content (FastCDC), so an insertion early in a
+file moves only the chunks around it and the rest deduplicate.
+``encode_chunk`` names a chunk by the BLAKE3 hash of its raw bytes and turns it
+into a self-describing blob (zstd unless incompressible); ``decode_chunk``
+reverses that and refuses anything that does not hash back to its name::
+
+    for chunk in iter_chunks(blocks):
+        encoded = encode_chunk(chunk)
+        backend.write(chunk_name(encoded.hash), encoded.blob)
+    ...
+    raw = decode_chunk(encoded.hash, backend.read(chunk_name(encoded.hash)))
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import blake3
+import pyfastcdc
+import zstandard
+
+from tier0.errors import ChunkCorrupted, InvalidArgument
+
+__all__ = [
+    "CHUNK_BYTES_MAX",
+    "HASH_BYTES",
+    "ChunkingPolicy",
+    "Codec",
+    "EncodedChunk",
+    "chunk_name",
+    "decode_chunk",
+    "encode_chunk",
+    "iter_chunks",
+]
+
+HASH_BYTES = 32
+"""Length of a chunk hash: BLAKE3-256."""
+
+CHUNK_BYTES_MAX = 16 * 1024 * 1024
+"""The largest raw chunk the codec accepts: FastCDC's own ceiling on max_size.
+
+It also bounds what ``decode_chunk`` allocates for a blob whose header lies.
+"""
+
+# pyfastcdc's accepted ranges (pyfastcdc/cy/fastcdc.pyx); checked here so a bad
+# policy fails when it is built, with our error type, not at the first cut.
+_SIZE_MIN_RANGE = (64, 1024 * 1024)
+_SIZE_AVG_RANGE = (256, 4 * 1024 * 1024)
+_SIZE_MAX_RANGE = (1024, CHUNK_BYTES_MAX)
+
+
+@dataclass(frozen=True)
+class ChunkingPolicy:
+    """Chunk size bounds for FastCDC.
+
+    The defaults (256 KiB / 1 MiB / 4 MiB) deduplicated 55-63 % of a copy with
+    small insertions, where 4 MiB chunks deduplicated 3 % (notes/measurements.md).
+    FastCDC skips the first ``size_min_bytes`` before looking for a cut, so
+    chunks average a little above ``size_avg_bytes`` (about 1.16 MiB on random
+    data with the defaults). Every chunk but the last of a stream is at least
+    ``size_min_bytes`` long; none is longer than ``size_max_bytes``.
+
+    Raises InvalidArgument for sizes FastCDC does not support.
+    """
+
+    size_min_bytes: int = 256 * 1024
+    size_avg_bytes: int = 1024 * 1024
+    size_max_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for field, value, (low, high) in (
+            ("size_min_bytes", self.size_min_bytes, _SIZE_MIN_RANGE),
+            ("size_avg_bytes", self.size_avg_bytes, _SIZE_AVG_RANGE),
+            ("size_max_bytes", self.size_max_bytes, _SIZE_MAX_RANGE),
+        ):
+            if not low <= value <= high:
+                raise InvalidArgument(f"ChunkingPolicy.{field}={value} is outside [{low}, {high}]")
+        if not self.size_min_bytes <= self.size_avg_bytes <= self.size_max_bytes:
+            raise InvalidArgument(
+                "ChunkingPolicy needs size_min_bytes <= size_avg_bytes <= size_max_bytes, got "
+                f"{self.size_min_bytes}, {self.size_avg_bytes}, {self.size_max_bytes}"
+            )
+
+
+class _BlockReader:
+    """Presents an iterable of byte blocks as the ``readinto`` stream pyfastcdc reads.
+
+    ``readinto`` returns 0 only at the true end of the stream: empty blocks are
+    skipped, because pyfastcdc takes a 0-byte read as end of input.
+    """
+
+    def __init__(self, source: Iterable[bytes | bytearray | memoryview]) -> None:
+        self._blocks = iter(source)
+        self._pending = memoryview(b"")
+
+    def readinto(self, destination: memoryview) -> int:
+        filled = 0
+        while filled < len(destination):
+            if not self._pending:
+                block = next(self._blocks, None)
+                if block is None:
+                    break
+                self._pending = memoryview(block).cast("B")
+                continue
+            count = min(len(self._pending), len(destination) - filled)
+            destination[filled : filled + count] = self._pending[:count]
+            self._pending = self._pending[count:]
+            filled += count
+        return filled
+
+
+def iter_chunks(
+    source: Iterable[bytes | bytearray | memoryview], policy: ChunkingPolicy = ChunkingPolicy()
+) -> Iterator[bytes]:
+    """Cut a stream of byte blocks into content-defined chunks (FastCDC).
+
+    ``source`` yields bytes-like blocks of any sizes, empty ones included.
+    The chunks concatenate to exactly the input, and the cut points depend only
+    on the bytes, never on how the source split them: the same content yields
+    the same chunks, hence the same chunk hashes. An empty stream yields
+    nothing. Memory stays at about ``2 * size_max_bytes`` plus one source block
+    and the chunk being yielded, however long the stream.
+
+    >>> [len(c) for c in iter_chunks([b"ab", b"", b"c"])]
+    [3]
+    """
+    chunker = pyfastcdc.FastCDC(
+        policy.size_avg_bytes,
+        min_size=policy.size_min_bytes,
+        max_size=policy.size_max_bytes,
+        normalized_chunking=1,
+        seed=0,
+    )
+    # cut_stream keeps a 2 * max_size buffer and refills it whenever less than
+    # max_size bytes are left, so it only ever cuts with a full max_size window
+    # in view, or at the true end of the input. FastCDC never looks further than
+    # max_size past a chunk start, so every cut depends on content alone. The
+    # hypothesis test in tests/store/test_chunking.py holds it to that.
+    for chunk in chunker.cut_stream(_BlockReader(source)):
+        # chunk.data is a view into pyfastcdc's buffer, reused for the next
+        # chunk: copy it out before yielding.
+        yield bytes(chunk.data)
+
+
+class Codec(enum.IntEnum):
+    """How a blob's payload encodes the raw chunk."""
+
+    RAW = 0
+    ZSTD = 1
+
+
+# magic, codec, raw length (little-endian u64). The magic's last byte is the
+# format version.
+_HEADER = struct.Struct("<4sBQ")
+_MAGIC = b"T0C\x01"
+
+_SAMPLE_BYTES = 64 * 1024
+# Compress the whole chunk only if the head sample shrinks at least this much:
+# the sample predicts the chunk's ratio well and costs ~9 us, while compressing
+# an incompressible 4 MiB chunk costs ~2.3 ms, and a RAW chunk needs no
+# decompression on every later read (notes/measurements.md).
+_SAMPLE_RATIO_MIN = 1.1
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedChunk:
+    """A chunk ready to store.
+
+    ``hash`` is the BLAKE3-256 of the raw bytes, ``length`` their count,
+    ``codec`` the payload encoding, ``blob`` the exact bytes to store (header
+    and payload; ``decode_chunk`` needs nothing else besides the hash).
+    """
+
+    hash: bytes
+    length: int
+    codec: Codec
+    blob: bytes
+
+
+class _ThreadCodecs(threading.local):
+    """zstd contexts for the current thread: they must not be shared between threads."""
+
+    def __init__(self) -> None:
+        self.compressors: dict[int, zstandard.ZstdCompressor] = {}
+        self.decompressor = zstandard.ZstdDecompressor()
+
+    def compressor(self, level: int) -> zstandard.ZstdCompressor:
+        compressor = self.compressors.get(level)
+        if compressor is None:
+            # The content size in the frame lets decode_chunk check it against
+            # the header before allocating; BLAKE3 already covers integrity,
+            # so the frame carries no checksum of its own.
+            compressor = zstandard.ZstdCompressor(
+                level=level, write_content_size=True, write_checksum=False, threads=0
+            )
+            self.compressors[level] = compressor
+        return compressor
+
+
+_codecs = _ThreadCodecs()
+
+
+def encode_chunk(data: bytes | memoryview, *, level: int = 1) -> EncodedChunk:
+    """Hash ``data`` and encode it as a self-describing blob.
+
+    The payload is zstd (at ``level``) if a 64 KiB head sample shrinks at
+    least 1.1x and the compressed chunk is smaller than the raw one; otherwise
+    the raw bytes. Safe to call from several threads at once.
+
+    Raises InvalidArgument if ``data`` is longer than CHUNK_BYTES_MAX.
+
+    >>> encoded = encode_chunk(b"x" * 100_000)
+    >>> encoded.codec, encoded.length, decode_chunk(encoded.hash, encoded.blob) == b"x" * 100_000
+    (<Codec.ZSTD: 1>, 100000, True)
+    """
+    view = memoryview(data).cast("B")
+    length = len(view)
+    if length > CHUNK_BYTES_MAX:
+        raise InvalidArgument(
+            f"a chunk holds at most {CHUNK_BYTES_MAX} bytes, got {length}: cut it with iter_chunks"
+        )
+    digest = blake3.blake3(view).digest()
+    codec, payload = _compress(view, level)
+    blob = b"".join((_HEADER.pack(_MAGIC, codec, length), payload))
+    return EncodedChunk(hash=digest, length=length, codec=codec, blob=blob)
+
+
+def _compress(view: memoryview, level: int) -> tuple[Codec, bytes | memoryview]:
+    if not view:
+        return Codec.RAW, view
+    compressor = _codecs.compressor(level)
+    sample = view[:_SAMPLE_BYTES]
+    sample_compressed = compressor.compress(sample)
+    if len(sample) < _SAMPLE_RATIO_MIN * len(sample_compressed):
+        return Codec.RAW, view
+    compressed = sample_compressed if len(sample) == len(view) else compressor.compress(view)
+    if len(compressed) >= len(view):
+        return Codec.RAW, view
+    return Codec.ZSTD, compressed
+
+
+def decode_chunk(hash: bytes, blob: bytes) -> bytes:
+    """Return the raw bytes of ``blob``, verified against ``hash``.
+
+    Raises ChunkCorrupted, naming the chunk and the defect, if the header is
+    malformed, the payload does not decode to the declared length, or the
+    result's BLAKE3 differs from ``hash``. Safe to call from several threads.
+    """
+    name = chunk_name(hash)
+    if len(blob) < _HEADER.size:
+        raise ChunkCorrupted(
+            f"chunk {name}: blob of {len(blob)} bytes is shorter than its {_HEADER.size}-byte header"
+        )
+    magic, codec_number, length = _HEADER.unpack_from(blob)
+    if magic != _MAGIC:
+        raise ChunkCorrupted(f"chunk {name}: bad magic {magic!r}, expected {_MAGIC!r}")
+    if length > CHUNK_BYTES_MAX:
+        raise ChunkCorrupted(
+            f"chunk {name}: header declares {length} bytes, more than {CHUNK_BYTES_MAX}"
+        )
+    payload = memoryview(blob)[_HEADER.size :]
+    if codec_number == Codec.RAW:
+        raw = bytes(payload)
+    elif codec_number == Codec.ZSTD:
+        raw = _decompress(name, payload, length)
+    else:
+        raise ChunkCorrupted(f"chunk {name}: unknown codec {codec_number}")
+    if len(raw) != length:
+        raise ChunkCorrupted(f"chunk {name}: decoded {len(raw)} bytes, header declares {length}")
+    actual = blake3.blake3(raw).digest()
+    if actual != hash:
+        raise ChunkCorrupted(f"chunk {name}: content hashes to {actual.hex()}")
+    return raw
+
+
+def _decompress(name: str, payload: memoryview, length: int) -> bytes:
+    try:
+        # Checked before decompressing, so a corrupted frame header cannot
+        # make zstd allocate more than the (bounded) declared length.
+        frame_length = zstandard.frame_content_size(payload)
+        if frame_length != length:
+            raise ChunkCorrupted(
+                f"chunk {name}: zstd frame declares {frame_length} bytes, header {length}"
+            )
+        return _codecs.decompressor.decompress(
+            payload, max_output_size=length, read_across_frames=False, allow_extra_data=False
+        )
+    except zstandard.ZstdError as error:
+        raise ChunkCorrupted(f"chunk {name}: zstd payload does not decode: {error}") from error
+
+
+def chunk_name(hash: bytes) -> str:
+    """The storage name of a chunk: its hash as 64 lowercase hex digits.
+
+    Raises InvalidArgument if ``hash`` is not HASH_BYTES long.
+    """
+    if len(hash) != HASH_BYTES:
+        raise InvalidArgument(f"a chunk hash is {HASH_BYTES} bytes, got {len(hash)}")
+    return hash.hex()

@@ -1,0 +1,669 @@
+"""The chunk backend seam, and the backend that keeps chunks in a local directory.
+
+A chunk backend stores immutable blobs under content names (64 lowercase hex
+digits, the chunk's BLAKE3). It knows nothing about codecs or metadata; the
+store above it decides what to write, what to dedup and what to collect. The
+conformance kit in tests/store/chunk_backend_kit.py holds every backend to the
+contract written in ChunkBackend's docstrings.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import errno
+import os
+import re
+import secrets
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from tier0.errors import ChunkMissing, InvalidArgument, StorageFull, StoreError, StoreFailed
+
+__all__ = [
+    "ChunkBackend",
+    "ChunkBackendStatistics",
+    "LocalChunkBackend",
+    "OsSeam",
+]
+
+_NAME = re.compile(r"[0-9a-f]{64}")
+_FAN_OUT = re.compile(r"[0-9a-f]{2}")
+# tmp/ and trash/ entries are "<name>.<16 random hex digits>".
+_SIDE_ENTRY = re.compile(r"([0-9a-f]{64})\.[0-9a-f]{16}")
+
+
+@dataclass(frozen=True)
+class ChunkBackendStatistics:
+    """A backend's state and its counters since it was opened.
+
+    ``chunk_count`` and ``stored_bytes`` describe what is stored now (written by
+    any process); the other counters count this instance's calls: completed
+    writes, their bytes, touches that found the chunk (``dedup_hits``) and
+    blobs deleted. ``failed`` is True once the backend is fail-stop.
+    """
+
+    chunk_count: int
+    stored_bytes: int
+    writes: int
+    dedup_hits: int
+    bytes_written: int
+    deletes: int
+    failed: bool
+
+
+class ChunkBackend(abc.ABC):
+    """Stores immutable, content-named blobs.
+
+    Names are 64 lowercase hex digits, the BLAKE3 of the chunk: never user
+    input. Methods raise InvalidArgument for any other name. All methods may be
+    called from several threads, and several processes may share one store.
+
+    Writers dedup with ``touch`` and collectors delete with ``delete_if_idle``;
+    the two are safe against each other as long as ``idle_s_min`` exceeds the
+    longest time a writer takes from its ``touch``/``write`` to committing the
+    metadata that references the chunk (after which metadata protects it).
+
+    After an fsync or I/O error a backend is fail-stop: ``write``, ``touch``,
+    ``flush`` and ``delete_if_idle`` raise StoreFailed, reads keep working.
+    ENOSPC raises StorageFull and leaves the backend usable.
+    """
+
+    @abc.abstractmethod
+    def write(self, name: str, blob: bytes) -> None:
+        """Store ``blob`` under ``name``, durably and atomically.
+
+        When this returns, the blob survives a crash under ``name``; a crash
+        before leaves either nothing or the whole blob there, never part of it.
+        Writing a name that exists is allowed (same content by construction)
+        and leaves an intact blob. Raises StorageFull or StoreFailed.
+        """
+
+    @abc.abstractmethod
+    def touch(self, name: str) -> int | None:
+        """Mark ``name`` as just used and return its stored size, or None if absent.
+
+        A size protects the blob from ``delete_if_idle`` for ``idle_s_min``
+        seconds, so a writer may reference it instead of writing it (and
+        account its stored bytes). On None the writer writes the chunk itself.
+        Call ``flush`` before committing metadata that relies on touched names.
+        Raises StoreFailed.
+        """
+
+    @abc.abstractmethod
+    def flush(self, names: Iterable[str]) -> None:
+        """Make the presence of these (touched, existing) names durable.
+
+        A concurrent writer may have renamed a blob in without having made its
+        directory entry durable yet. Raises StoreFailed.
+        """
+
+    @abc.abstractmethod
+    def read(self, name: str) -> bytes:
+        """Return the whole blob stored under ``name``.
+
+        Raises ChunkMissing if absent, StoreFailed on an I/O error.
+        """
+
+    @abc.abstractmethod
+    def delete_if_idle(self, name: str, idle_s_min: float) -> bool:
+        """Delete ``name`` unless it was written or touched in the last ``idle_s_min`` s.
+
+        Race-free against ``touch`` and ``write`` in other threads and
+        processes: a blob that a ``touch`` returned a size for, or that a
+        ``write`` stored, within ``idle_s_min`` seconds is never deleted.
+        Returns True if this call deleted the blob (durably), False if it was
+        kept or absent. Raises StoreFailed.
+        """
+
+    @abc.abstractmethod
+    def names(self) -> Iterator[str]:
+        """Yield every stored name once, in no particular order.
+
+        Tolerates concurrent writes and deletes: a name written or deleted
+        during the walk may or may not appear.
+        """
+
+    @abc.abstractmethod
+    def age_s(self, name: str) -> float | None:
+        """Seconds since ``name`` was last written or touched; None if absent."""
+
+    @abc.abstractmethod
+    def statistics(self) -> ChunkBackendStatistics:
+        """The backend's state and counters."""
+
+    @abc.abstractmethod
+    def check(self) -> list[str]:
+        """Readable descriptions of the backend's own consistency problems; [] if clean.
+
+        Checks structure (stray files, interrupted operations, fail-stop
+        state), not content: whether blobs decode is the store's fsck.
+        """
+
+    def close(self) -> None:  # noqa: B027 -- a backend with nothing to release keeps this
+        """Release what the backend holds. Calling it twice is harmless."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class OsSeam:
+    """The operating-system calls LocalChunkBackend makes, one method each.
+
+    Tests subclass it to inject ENOSPC, EIO or fsync failures; the default
+    delegates straight to ``os``.
+    """
+
+    def open(self, path: str, flags: int, mode: int) -> int:
+        return os.open(path, flags, mode)
+
+    def write(self, fd: int, data: memoryview) -> int:
+        return os.write(fd, data)
+
+    def read(self, fd: int, size: int) -> bytes:
+        return os.read(fd, size)
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def replace(self, source: str, target: str) -> None:
+        os.replace(source, target)
+
+    def unlink(self, path: str) -> None:
+        os.unlink(path)
+
+    def mkdir(self, path: str) -> None:
+        os.mkdir(path)
+
+    def set_mtime(self, fd: int, mtime_ns: int) -> None:
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
+
+    def stat(self, path: str) -> os.stat_result:
+        return os.stat(path)
+
+    def fstat(self, fd: int) -> os.stat_result:
+        return os.fstat(fd)
+
+    def scandir(self, path: str) -> list[os.DirEntry[str]]:
+        with os.scandir(path) as entries:
+            return list(entries)
+
+
+_STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# read() looks under the name, then in trash/, this many times before it calls
+# a chunk missing: see read().
+_READ_ATTEMPTS_MAX = 3
+
+
+class LocalChunkBackend(ChunkBackend):
+    """Chunks as files in a local directory, shared safely by threads and processes.
+
+    Layout: ``root/ab/cd/<name>`` for a name starting ``abcd``; ``root/tmp/``
+    holds writes in progress and ``root/trash/`` deletions in progress, both as
+    ``<name>.<16 random hex digits>``. ``root`` and its parents are created
+    if missing. Opening the store finishes what a crash interrupted: it
+    moves trash entries back (their deletion had not committed) and removes
+    temp files older than ``stale_s_min``.
+
+    ``clock`` stamps modification times and measures idleness (inject it in
+    tests); ``os_seam`` carries every OS call (inject faults in tests).
+
+    Raises StorageFull or StoreFailed if the store cannot be opened.
+
+    Example::
+
+        backend = LocalChunkBackend(Path("/var/lib/tier0/chunks"))
+        encoded = encode_chunk(data)
+        if backend.touch(chunk_name(encoded.hash)) is None:
+            backend.write(chunk_name(encoded.hash), encoded.blob)
+    """
+
+    stale_s_min: float = 3600.0
+    """A temp or trash entry older than this is a crash's leftover, not work in progress."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        os_seam: OsSeam | None = None,
+    ) -> None:
+        self._root = os.path.abspath(root)
+        self._tmp = os.path.join(self._root, "tmp")
+        self._trash = os.path.join(self._root, "trash")
+        self._clock = clock
+        self._os = os_seam if os_seam is not None else OsSeam()
+        self._lock = threading.Lock()
+        self._failure: str | None = None
+        # Directories whose entries (their own and their parents') this
+        # instance has made durable. Another process may have created a
+        # directory and not fsynced its parent yet, so "it exists" is not
+        # enough: each instance fsyncs every parent once before relying on it.
+        self._durable_directories: set[str] = set()
+        self._writes = 0
+        self._bytes_written = 0
+        self._dedup_hits = 0
+        self._deletes = 0
+        with self._os_errors(f"opening the chunk store at {self._root}"):
+            self._ensure_directory(self._tmp)
+            self._ensure_directory(self._trash)
+            self._recover()
+
+    # -- the seam ------------------------------------------------------------
+
+    def write(self, name: str, blob: bytes) -> None:
+        directory, path = self._locate(name)
+        self._check_writable()
+        fd = -1
+        temp: str | None = None
+        with self._os_errors(f"writing chunk {name}"):
+            try:
+                self._ensure_directory(directory)
+                # Random suffix: several processes may write the same name at once.
+                temp = os.path.join(self._tmp, f"{name}.{secrets.token_hex(8)}")
+                fd = self._os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                view = memoryview(blob).cast("B")
+                while view:
+                    view = view[self._os.write(fd, view) :]
+                self._os.set_mtime(fd, self._now_ns())
+                self._fsync(fd, f"fsync of {temp}")
+                fd, closing = -1, fd
+                self._os.close(closing)
+                self._os.replace(temp, path)
+                temp = None
+                self._fsync_directory(directory)
+            except BaseException:
+                self._abandon(fd, temp)
+                raise
+        with self._lock:
+            self._writes += 1
+            self._bytes_written += len(blob)
+
+    def touch(self, name: str) -> int | None:
+        _, path = self._locate(name)
+        self._check_writable()
+        with self._os_errors(f"touching chunk {name}"):
+            try:
+                fd = self._os.open(path, os.O_RDONLY | os.O_CLOEXEC, 0)
+            except FileNotFoundError:
+                return None
+            try:
+                # Stamp the inode through a descriptor, then check that it is
+                # still the one under the name. A path-based utime could stamp
+                # an inode that delete_if_idle renames away and unlinks between
+                # the lookup and the stamp, and still succeed. Here, if the
+                # stamp lands before delete_if_idle renames the inode away,
+                # delete_if_idle sees it and puts the blob back; if after, the
+                # inode is no longer under the name when we look, and we answer
+                # None. A different inode under the name (a concurrent
+                # rewrite) also answers None: the caller then writes the
+                # chunk, which is always safe.
+                self._os.set_mtime(fd, self._now_ns())
+                pinned = self._os.fstat(fd)
+                try:
+                    current = self._os.stat(path)
+                except FileNotFoundError:
+                    return None
+            finally:
+                self._os.close(fd)
+        if (current.st_dev, current.st_ino) != (pinned.st_dev, pinned.st_ino):
+            return None
+        with self._lock:
+            self._dedup_hits += 1
+        return int(pinned.st_size)
+
+    def flush(self, names: Iterable[str]) -> None:
+        directories = {self._locate(name)[0] for name in names}
+        self._check_writable()
+        with self._os_errors("flushing chunk directories"):
+            for directory in sorted(directories):
+                self._ensure_directory(directory)
+                self._fsync_directory(directory)
+
+    def read(self, name: str) -> bytes:
+        _, path = self._locate(name)
+        with self._os_errors(f"reading chunk {name}"):
+            for _ in range(_READ_ATTEMPTS_MAX):
+                try:
+                    return self._read_file(path)
+                except FileNotFoundError:
+                    pass
+                # The name is empty for an instant while delete_if_idle holds
+                # a touched blob in trash/ before putting it back (and until
+                # the next open if that process died there): look there too.
+                for trashed in self._trash_entries(name):
+                    try:
+                        return self._read_file(trashed)
+                    except FileNotFoundError:
+                        continue
+        raise ChunkMissing(f"chunk {name} is missing from the chunk store at {self._root}")
+
+    def delete_if_idle(self, name: str, idle_s_min: float) -> bool:
+        directory, path = self._locate(name)
+        if not idle_s_min >= 0:
+            raise InvalidArgument(f"idle_s_min must be >= 0, got {idle_s_min}")
+        self._check_writable()
+        with self._os_errors(f"deleting chunk {name}"):
+            deleted = self._delete_if_idle(name, directory, path, idle_s_min)
+        if deleted:
+            with self._lock:
+                self._deletes += 1
+        return deleted
+
+    def _delete_if_idle(self, name: str, directory: str, path: str, idle_s_min: float) -> bool:
+        # Why this is race-free against touch() and write() in any process:
+        # 1. The blob is renamed from its name into trash/ atomically, and only
+        #    then is its mtime read. touch() stamps the inode through a
+        #    descriptor and answers True only if that inode is still under the
+        #    name afterwards. So either the stamp came before the rename and
+        #    step 2 sees it, or touch() answers None and its caller writes
+        #    the chunk anew.
+        # 2. A recent mtime means a writer relies on the blob: rename it back.
+        #    If a writer stored a fresh copy under the name meanwhile, this
+        #    replaces it with identical content that is just as durable.
+        # 3. Only an inode that nobody stamped for idle_s_min is unlinked. A
+        #    write() after step 1 creates a new inode under the name, which
+        #    this call never touches.
+        # A crash between steps 1 and 3, or an error putting the blob back,
+        # leaves it in trash/, where read() still finds it and the next open
+        # puts it back: a deletion counts only once its unlink is durable.
+        try:
+            if self._is_recent(self._os.stat(path), idle_s_min):
+                return False  # recent already before the rename: leave it be
+            trashed = os.path.join(self._trash, f"{name}.{secrets.token_hex(8)}")
+            self._os.replace(path, trashed)
+        except FileNotFoundError:
+            return False
+        try:
+            keep = self._is_recent(self._os.stat(trashed), idle_s_min)
+            if keep:
+                self._os.replace(trashed, path)
+            else:
+                self._os.unlink(trashed)
+        except FileNotFoundError:
+            return False  # another instance, opening the store, put it back
+        self._fsync_directory(directory)
+        self._fsync_directory(self._trash)
+        return not keep
+
+    def names(self) -> Iterator[str]:
+        for _, entry in self._walk():
+            if _NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                yield entry.name
+
+    def age_s(self, name: str) -> float | None:
+        _, path = self._locate(name)
+        try:
+            status = self._os.stat(path)
+        except FileNotFoundError:
+            return None
+        # A clock that stepped back would make the age negative; clamp it.
+        return max(0.0, self._clock() - status.st_mtime_ns / 1e9)
+
+    def statistics(self) -> ChunkBackendStatistics:
+        """Counters, plus ``chunk_count`` and ``stored_bytes`` from a walk of the store.
+
+        The walk stats every blob, O(chunks): for introspection, not a hot path.
+        """
+        chunk_count = stored_bytes = 0
+        for _, entry in self._walk():
+            if not _NAME.fullmatch(entry.name):
+                continue
+            try:
+                status = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # deleted during the walk
+            chunk_count += 1
+            stored_bytes += status.st_size
+        with self._lock:
+            return ChunkBackendStatistics(
+                chunk_count=chunk_count,
+                stored_bytes=stored_bytes,
+                writes=self._writes,
+                dedup_hits=self._dedup_hits,
+                bytes_written=self._bytes_written,
+                deletes=self._deletes,
+                failed=self._failure is not None,
+            )
+
+    def check(self) -> list[str]:
+        problems: list[str] = []
+        if self._failure is not None:
+            problems.append(f"the store is fail-stop since {self._failure}")
+        problems += self._check_side_directory(self._tmp, "the temp file of an interrupted write")
+        problems += self._check_side_directory(
+            self._trash, "an interrupted deletion; reopening the store puts it back"
+        )
+        for prefix, entry in self._walk(problems):
+            where = os.path.relpath(entry.path, self._root)
+            if len(prefix) < 4:
+                problems.append(f"unexpected entry {where}: not a fan-out directory")
+            elif not (_NAME.fullmatch(entry.name) and entry.name.startswith(prefix)):
+                problems.append(f"unexpected entry {where}: not a chunk name of this directory")
+            elif not entry.is_file(follow_symlinks=False):
+                problems.append(f"unexpected entry {where}: not a regular file")
+        return problems
+
+    # -- paths and directories ------------------------------------------------
+
+    def _locate(self, name: str) -> tuple[str, str]:
+        """(directory, path) of a chunk; raises InvalidArgument for a malformed name."""
+        # Names come from hashes, never from users; checking anyway keeps a
+        # bug elsewhere from reaching a path outside the store.
+        if not _NAME.fullmatch(name):
+            raise InvalidArgument(f"chunk names are 64 lowercase hex digits, got {name!r}")
+        directory = os.path.join(self._root, name[:2], name[2:4])
+        return directory, os.path.join(directory, name)
+
+    def _ensure_directory(self, directory: str) -> None:
+        """Create ``directory`` and missing parents as needed; make their entries durable."""
+        with self._lock:
+            if directory in self._durable_directories:
+                return
+        parent = os.path.dirname(directory)
+        # From root upwards, only missing directories need creating.
+        below_root = directory.startswith(self._root + os.sep)
+        if below_root or (parent != directory and not self._is_directory(parent)):
+            self._ensure_directory(parent)
+        with contextlib.suppress(FileExistsError):
+            self._os.mkdir(directory)
+        self._fsync_directory(parent)
+        with self._lock:
+            self._durable_directories.add(directory)
+
+    def _is_directory(self, path: str) -> bool:
+        try:
+            return stat.S_ISDIR(self._os.stat(path).st_mode)
+        except FileNotFoundError:
+            return False
+
+    def _walk(self, problems: list[str] | None = None) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """Yield (prefix, entry) for the fan-out tree: every entry of a leaf
+        directory (prefix "abcd"), and entries above that are not fan-out
+        directories (prefix "" or "ab"); tmp/ and trash/ are skipped.
+
+        Directories that vanish are skipped; those that cannot be listed too,
+        reported in ``problems`` if given.
+        """
+
+        def listing(directory: str) -> list[os.DirEntry[str]]:
+            try:
+                return self._os.scandir(directory)
+            except FileNotFoundError:
+                return []
+            except OSError as error:
+                if problems is None:
+                    raise
+                problems.append(f"cannot list {directory}: {error.strerror}")
+                return []
+
+        def is_fan_out(entry: os.DirEntry[str]) -> bool:
+            return bool(_FAN_OUT.fullmatch(entry.name)) and entry.is_dir(follow_symlinks=False)
+
+        for first in listing(self._root):
+            if first.path in (self._tmp, self._trash):
+                continue
+            if not is_fan_out(first):
+                yield "", first
+                continue
+            for second in listing(first.path):
+                if not is_fan_out(second):
+                    yield first.name, second
+                    continue
+                for entry in listing(second.path):
+                    yield first.name + second.name, entry
+
+    def _trash_entries(self, name: str) -> list[str]:
+        return [
+            entry.path
+            for entry in self._os.scandir(self._trash)
+            if entry.name.startswith(name) and _SIDE_ENTRY.fullmatch(entry.name)
+        ]
+
+    def _check_side_directory(self, directory: str, meaning: str) -> list[str]:
+        try:
+            entries = self._os.scandir(directory)
+        except OSError as error:
+            return [f"cannot list {directory}: {error.strerror}"]
+        problems = []
+        for entry in entries:
+            where = os.path.relpath(entry.path, self._root)
+            if not _SIDE_ENTRY.fullmatch(entry.name):
+                problems.append(f"unexpected entry {where}")
+                continue
+            try:
+                age_s = self._clock() - entry.stat(follow_symlinks=False).st_mtime_ns / 1e9
+            except FileNotFoundError:
+                continue  # finished meanwhile
+            if age_s > self.stale_s_min:
+                problems.append(f"{where} is {age_s / 3600:.1f} h old: {meaning}")
+        return problems
+
+    def _recover(self) -> None:
+        """Finish what a crash interrupted: undo deletions, drop stale temp files."""
+        for entry in self._os.scandir(self._trash):
+            match = _SIDE_ENTRY.fullmatch(entry.name)
+            if match is None:
+                continue  # not ours: check() reports it
+            directory, path = self._locate(match.group(1))
+            self._ensure_directory(directory)
+            try:
+                # If a live deleter in another process owns this entry, it
+                # notices (FileNotFoundError) and keeps the blob: harmless.
+                self._os.replace(entry.path, path)
+            except FileNotFoundError:
+                continue  # its deleter finished meanwhile
+            self._fsync_directory(directory)
+            self._fsync_directory(self._trash)
+        for entry in self._os.scandir(self._tmp):
+            if not _SIDE_ENTRY.fullmatch(entry.name):
+                continue
+            try:
+                mtime_s = entry.stat(follow_symlinks=False).st_mtime_ns / 1e9
+                if self._clock() - mtime_s > self.stale_s_min:
+                    self._os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+
+    # -- I/O and failures -----------------------------------------------------
+
+    def _read_file(self, path: str) -> bytes:
+        fd = self._os.open(path, os.O_RDONLY | os.O_CLOEXEC, 0)
+        try:
+            remaining = self._os.fstat(fd).st_size
+            parts = []
+            while remaining > 0:
+                part = self._os.read(fd, remaining)
+                if not part:
+                    break  # impossible for an immutable blob; decode_chunk would notice
+                parts.append(part)
+                remaining -= len(part)
+        finally:
+            self._os.close(fd)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _fsync(self, fd: int, what: str) -> None:
+        try:
+            self._os.fsync(fd)
+        except OSError as error:
+            # After a failed fsync the kernel may have dropped the dirty pages
+            # and cleared the error, so a retry could succeed with the data
+            # not on disk. Stop instead.
+            raise self._fail(error, what) from error
+
+    def _fsync_directory(self, directory: str) -> None:
+        fd = self._os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, 0)
+        try:
+            self._fsync(fd, f"fsync of directory {directory}")
+        finally:
+            self._os.close(fd)
+
+    def _abandon(self, fd: int, temp: str | None) -> None:
+        """Best-effort cleanup after a failed write; the write's own error is what counts."""
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                self._os.close(fd)
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                self._os.unlink(temp)
+
+    @contextlib.contextmanager
+    def _os_errors(self, doing: str) -> Iterator[None]:
+        """Raise ENOSPC as StorageFull and EIO as StoreFailed (fail-stop); others as they are."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except OSError as error:
+            if error.errno in _STORAGE_FULL_ERRNOS:
+                raise StorageFull(
+                    f"{doing}: no space left in the chunk store at {self._root} "
+                    f"({error.strerror}). Free space on that filesystem, then retry."
+                ) from error
+            if error.errno == errno.EIO:
+                raise self._fail(error, doing) from error
+            raise
+
+    def _fail(self, error: OSError, what: str) -> StoreFailed:
+        """Make the backend fail-stop, and return the error to raise now."""
+        reason = error.strerror or str(error)
+        with self._lock:
+            if self._failure is None:
+                self._failure = f"{what} failed ({reason})"
+        return StoreFailed(
+            f"{what} failed ({reason}); the chunk store at {self._root} accepts no more "
+            "writes. Check the disk, then reopen the store.",
+            errno_code=error.errno or errno.EIO,
+        )
+
+    def _check_writable(self) -> None:
+        with self._lock:
+            failure = self._failure
+        if failure is not None:
+            raise StoreFailed(
+                f"the chunk store at {self._root} is fail-stop since {failure}. "
+                "Check the disk, then reopen the store."
+            )
+
+    def _now_ns(self) -> int:
+        return round(self._clock() * 1e9)
+
+    def _is_recent(self, status: os.stat_result, idle_s_min: float) -> bool:
+        return self._clock() - status.st_mtime_ns / 1e9 < idle_s_min

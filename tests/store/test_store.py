@@ -1,0 +1,427 @@
+"""The element store's behaviour, on every metadata backend.
+
+Every test here takes the ``t0`` fixture, which is parametrized over SQLite
+and PostgreSQL: this module is the metadata conformance kit. A new backend
+joins by adding a parameter to the fixture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+import pytest
+
+import tier0
+from tier0.errors import (
+    BucketAlreadyExists,
+    BucketNotEmpty,
+    InvalidArgument,
+    InvalidBucketName,
+    InvalidKey,
+    InvalidRange,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchVersion,
+    PreconditionFailed,
+)
+
+
+def _random(size: int, seed: int = 0) -> bytes:
+    # Deterministic incompressible bytes: SHA-256 in counter mode.
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 1
+        counter += 1
+    return bytes(out[:size])
+
+
+def test_put_get_round_trip_inline_and_chunked(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    small = b"hello world"
+    large = _random(3 * 1024 * 1024 + 17, seed=1)
+    t0.put("bkt", "small", small)
+    t0.put("bkt", "large", large)
+    assert t0.get_bytes("bkt", "small") == small
+    assert t0.get_bytes("bkt", "large") == large
+    assert t0.head("bkt", "large").size == len(large)
+    assert t0.head("bkt", "small").stored_bytes == len(small)
+
+
+def test_put_streams_from_iterator_and_file(t0: tier0.Tier0, tmp_path: os.PathLike[str]) -> None:
+    t0.create_bucket("bkt")
+    blocks = [_random(100_000, seed=i) for i in range(30)]
+    info = t0.put("bkt", "it", iter(blocks))
+    assert info.size == sum(len(b) for b in blocks)
+    assert t0.get_bytes("bkt", "it") == b"".join(blocks)
+    path = os.path.join(tmp_path, "f.bin")
+    with open(path, "wb") as handle:
+        handle.write(b"".join(blocks[:5]))
+    with open(path, "rb") as handle:
+        t0.put("bkt", "file", handle)
+    assert t0.get_bytes("bkt", "file") == b"".join(blocks[:5])
+
+
+def test_empty_object_round_trips(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    info = t0.put("bkt", "empty", b"")
+    assert info.size == 0
+    assert t0.get_bytes("bkt", "empty") == b""
+
+
+@pytest.mark.parametrize(
+    ("offset", "length"),
+    [(0, 1), (5, 100), (1_048_575, 2), (2_000_000, None), (0, None), (3_145_727, 1), (3_145_728, 0)],
+)
+def test_range_reads_return_exact_slices(t0: tier0.Tier0, offset: int, length: int | None) -> None:
+    t0.create_bucket("bkt")
+    data = _random(3 * 1024 * 1024, seed=2)
+    t0.put("bkt", "k", data)
+    expected = data[offset:] if length is None else data[offset : offset + length]
+    assert t0.get_bytes("bkt", "k", offset=offset, length=length) == expected
+
+
+def test_range_past_end_is_rejected(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.put("bkt", "k", b"abc")
+    with pytest.raises(InvalidRange):
+        t0.get("bkt", "k", offset=4)
+
+
+def test_dedup_shares_chunks_and_copy_is_metadata_only(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    data = _random(4 * 1024 * 1024, seed=3)
+    t0.put("bkt", "a", data)
+    before = t0.stats()
+    t0.put("bkt", "b", data)
+    t0.copy("bkt", "a", "bkt", "c")
+    after = t0.stats()
+    assert after.chunk_count == before.chunk_count
+    assert after.chunk_stored_bytes == before.chunk_stored_bytes
+    assert after.referenced_chunk_bytes == 3 * before.referenced_chunk_bytes
+    assert t0.get_bytes("bkt", "c") == data
+    assert after.dedup_ratio == pytest.approx(3.0)
+
+
+def test_compressible_data_is_stored_smaller(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    data = b"".join(b'{"level": "info", "n": %d, "msg": "request served"}\n' % i for i in range(80_000))
+    info = t0.put("bkt", "log.jsonl", data)
+    assert info.stored_bytes < len(data) / 3
+    assert t0.get_bytes("bkt", "log.jsonl") == data
+
+
+def test_copy_replaces_metadata_when_asked(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.put("bkt", "src", b"x" * 10, metadata={"a": "1"}, content_type="text/plain")
+    kept = t0.copy("bkt", "src", "bkt", "kept")
+    replaced = t0.copy("bkt", "src", "bkt", "new", metadata={"b": "2"}, content_type="application/json")
+    assert (kept.metadata, kept.content_type) == ({"a": "1"}, "text/plain")
+    assert (replaced.metadata, replaced.content_type) == ({"b": "2"}, "application/json")
+    assert t0.head("bkt", "new").metadata == {"b": "2"}
+
+
+def test_unversioned_overwrite_drops_old_chunks(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.put("bkt", "k", _random(2 * 1024 * 1024, seed=4))
+    t0.put("bkt", "k", _random(2 * 1024 * 1024, seed=5))
+    stats = t0.stats()
+    assert stats.versions == 1
+    assert stats.unreferenced_chunks > 0
+    report = t0.gc(grace_s=0)
+    assert report.chunks_deleted == stats.unreferenced_chunks
+    assert t0.stats().unreferenced_chunks == 0
+    assert t0.get_bytes("bkt", "k") == _random(2 * 1024 * 1024, seed=5)
+    assert t0.check(deep=True).ok
+
+
+def test_versioning_keeps_versions_and_delete_markers(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.put("bkt", "k", b"v0")  # the null version, from before versioning
+    t0.set_versioning("bkt", "Enabled")
+    assert t0.get_versioning("bkt") == "Enabled"
+    v1 = t0.put("bkt", "k", b"v1")
+    v2 = t0.put("bkt", "k", b"v2")
+    assert v1.version_id != v2.version_id != "null"
+    assert t0.get_bytes("bkt", "k") == b"v2"
+    assert t0.get_bytes("bkt", "k", version_id=v1.version_id) == b"v1"
+    assert t0.get_bytes("bkt", "k", version_id="null") == b"v0"
+    marker = t0.delete("bkt", "k")
+    assert marker.delete_marker and marker.deleted
+    with pytest.raises(NoSuchKey):
+        t0.get("bkt", "k")
+    versions = t0.list_versions("bkt").versions
+    assert [(v.version_id, v.is_latest, v.is_delete_marker) for v in versions] == [
+        (marker.version_id, True, True),
+        (v2.version_id, False, False),
+        (v1.version_id, False, False),
+        ("null", False, False),
+    ]
+    # Removing the delete marker brings the previous version back.
+    t0.delete("bkt", "k", version_id=marker.version_id)
+    assert t0.get_bytes("bkt", "k") == b"v2"
+    t0.delete("bkt", "k", version_id=v2.version_id)
+    assert t0.get_bytes("bkt", "k") == b"v1"
+    with pytest.raises(NoSuchVersion):
+        t0.get("bkt", "k", version_id="no-such-version")
+    assert t0.check().ok
+
+
+def test_suspended_versioning_overwrites_the_null_version(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.set_versioning("bkt", "Enabled")
+    kept = t0.put("bkt", "k", b"kept")
+    t0.set_versioning("bkt", "Suspended")
+    t0.put("bkt", "k", b"null-1")
+    t0.put("bkt", "k", b"null-2")
+    ids = [v.version_id for v in t0.list_versions("bkt").versions]
+    assert ids == ["null", kept.version_id]
+    assert t0.get_bytes("bkt", "k") == b"null-2"
+    marker = t0.delete("bkt", "k")
+    assert marker.version_id == "null" and marker.delete_marker
+    assert [v.is_delete_marker for v in t0.list_versions("bkt").versions] == [True, False]
+
+
+def test_versioning_cannot_return_to_unversioned(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    with pytest.raises(InvalidArgument):
+        t0.set_versioning("bkt", "Unversioned")
+
+
+def test_listing_with_prefix_delimiter_and_pages(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    keys = ["a/1", "a/2", "a/b/3", "b", "c/x", "c/y", "d", "é", "z/"]
+    for key in keys:
+        t0.put("bkt", key, key.encode())
+    page = t0.list("bkt", delimiter="/")
+    assert [o.key for o in page.objects] == ["b", "d", "é"]
+    assert page.prefixes == ["a/", "c/", "z/"]
+    assert not page.truncated
+    nested = t0.list("bkt", prefix="a/", delimiter="/")
+    assert [o.key for o in nested.objects] == ["a/1", "a/2"] and nested.prefixes == ["a/b/"]
+    # Pagination: each object or prefix counts toward the limit.
+    seen: list[str] = []
+    start_after = None
+    while True:
+        page = t0.list("bkt", delimiter="/", limit=2, start_after=start_after)
+        seen += [o.key for o in page.objects] + page.prefixes
+        if not page.truncated:
+            break
+        start_after = page.next_start_after
+    assert sorted(seen) == sorted(["a/", "b", "c/", "d", "é", "z/"])
+    assert [o.key for o in t0.iter_objects("bkt")] == sorted(keys, key=lambda k: k.encode())
+
+
+def test_listing_orders_keys_by_utf8_bytes(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    keys = ["Z", "a", "ä", "\u4e2d", "\U0001f600", "~", "A"]
+    for key in keys:
+        t0.put("bkt", key, b"")
+    assert [o.key for o in t0.list("bkt").objects] == sorted(keys, key=lambda k: k.encode())
+
+
+def test_list_versions_pages_with_markers(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.set_versioning("bkt", "Enabled")
+    expected = []
+    for key in ["a", "b", "c"]:
+        ids = [t0.put("bkt", key, f"{key}{i}".encode()).version_id for i in range(3)]
+        expected += [(key, vid) for vid in reversed(ids)]
+    seen = []
+    key_marker = version_marker = None
+    while True:
+        page = t0.list_versions("bkt", limit=2, key_marker=key_marker, version_marker=version_marker)
+        seen += [(v.key, v.version_id) for v in page.versions]
+        if not page.truncated:
+            break
+        key_marker, version_marker = page.next_key_marker, page.next_version_marker
+    assert seen == expected
+
+
+@pytest.mark.parametrize("name", ["ab", "A-bucket", "a..b", "-ab", "192.168.1.1", "xn--abc", "a" * 64, "a_b"])
+def test_invalid_bucket_names_are_rejected(t0: tier0.Tier0, name: str) -> None:
+    with pytest.raises(InvalidBucketName):
+        t0.create_bucket(name)
+    assert t0.list_buckets() == []
+
+
+@pytest.mark.parametrize("key", ["", "a\x00b", "x" * 1025, "é" * 513, "bad\udc80"])
+def test_invalid_keys_are_rejected_and_nothing_is_written(t0: tier0.Tier0, key: str) -> None:
+    t0.create_bucket("bkt")
+    with pytest.raises(InvalidKey):
+        t0.put("bkt", key, b"data")
+    assert t0.stats().versions == 0
+    assert t0.events.latest_seq() == 1  # only BucketCreated
+
+
+@pytest.mark.parametrize("key", ["../x", "a/../../b", "..\\x", "/abs", "a//b", ".", "..", "x" * 1024])
+def test_path_like_keys_are_opaque_and_round_trip(t0: tier0.Tier0, key: str) -> None:
+    t0.create_bucket("bkt")
+    t0.put("bkt", key, key.encode())
+    assert t0.get_bytes("bkt", key) == key.encode()
+    assert [o.key for o in t0.list("bkt").objects] == [key]
+    # Nothing named after the key exists on disk: chunks live under hash names.
+    assert t0.data_dir is not None
+    for _root, dirs, files in os.walk(t0.data_dir):
+        assert key not in dirs + files
+
+
+def test_bucket_lifecycle(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    with pytest.raises(BucketAlreadyExists):
+        t0.create_bucket("bkt")
+    t0.put("bkt", "k", b"x")
+    with pytest.raises(BucketNotEmpty):
+        t0.delete_bucket("bkt")
+    t0.delete("bkt", "k")
+    t0.delete_bucket("bkt")
+    with pytest.raises(NoSuchBucket):
+        t0.put("bkt", "k", b"x")
+    assert t0.list_buckets() == []
+
+
+def test_conditional_writes(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    first = t0.put("bkt", "k", b"1", if_none_match="*")
+    with pytest.raises(PreconditionFailed):
+        t0.put("bkt", "k", b"2", if_none_match="*")
+    with pytest.raises(PreconditionFailed):
+        t0.put("bkt", "k", b"2", if_match="not-the-etag")
+    t0.put("bkt", "k", b"3", if_match=first.etag)
+    assert t0.get_bytes("bkt", "k") == b"3"
+
+
+def test_md5_etag_when_asked(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    data = _random(2_000_000, seed=9)
+    assert t0.put("bkt", "k", data, md5=True).etag == hashlib.md5(data).hexdigest()
+
+
+def test_tags_and_metadata(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.put("bkt", "k", b"x", metadata={"owner": "ann"}, tags={"stage": "raw"})
+    assert t0.head("bkt", "k").metadata == {"owner": "ann"}
+    assert t0.get_tags("bkt", "k") == {"stage": "raw"}
+    t0.set_tags("bkt", "k", {"stage": "clean"})
+    assert t0.get_tags("bkt", "k") == {"stage": "clean"}
+    with pytest.raises(InvalidKey):
+        t0.set_tags("bkt", "k", {f"t{i}": "v" for i in range(11)})
+
+
+def test_events_follow_every_mutation_with_gap_free_seq(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.set_versioning("bkt", "Enabled")
+    put = t0.put("bkt", "k", b"x")
+    t0.copy("bkt", "k", "bkt", "k2")
+    t0.delete("bkt", "k")
+    t0.delete("bkt", "k2", version_id=t0.head("bkt", "k2").version_id)
+    t0.set_tags("bkt", "k", {"a": "b"}, version_id=put.version_id)
+    events = t0.events.read(0)
+    assert [e.type for e in events] == [
+        "BucketCreated",
+        "BucketVersioning:Enabled",
+        "ObjectCreated:Put",
+        "ObjectCreated:Copy",
+        "ObjectRemoved:DeleteMarkerCreated",
+        "ObjectRemoved:Delete",
+        "ObjectTagging:Put",
+    ]
+    assert [e.seq for e in events] == list(range(1, 8))
+    assert events[2].version_id == put.version_id and events[2].size == 1
+    assert events[3].detail["source"]["key"] == "k"
+    assert all(e.principal == "root" for e in events)
+    assert t0.events.read(5) == events[5:]
+
+
+def test_failed_operations_leave_no_event(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    for attempt in (
+        lambda: t0.put("nope", "k", b"x"),
+        lambda: t0.delete_bucket("nope"),
+        lambda: t0.copy("bkt", "missing", "bkt", "k"),
+        lambda: t0.put("bkt", "k", b"x", if_match="x"),
+    ):
+        with pytest.raises(tier0.Tier0Error):
+            attempt()
+    t0.put("bkt", "k", b"x")
+    assert [e.seq for e in t0.events.read(0)] == [1, 2]
+
+
+def test_wait_for_events_wakes_on_commit(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    after = t0.events.latest_seq()
+    timer = threading.Timer(0.3, lambda: t0.put("bkt", "late", b"x"))
+    timer.start()
+    events = t0.events.wait(after, timeout_s=10)
+    timer.join()
+    assert [e.key for e in events] == ["late"]
+    assert t0.events.wait(events[-1].seq, timeout_s=0.2) == []
+
+
+def test_concurrent_writers_to_one_key_last_commit_wins(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    bodies = [_random(200_000 + i, seed=i) for i in range(8)]
+    results: list[tier0.ObjectInfo] = []
+    lock = threading.Lock()
+
+    def write(body: bytes) -> None:
+        info = t0.put("bkt", "k", body)
+        with lock:
+            results.append(info)
+
+    threads = [threading.Thread(target=write, args=(b,)) for b in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    last = max(results, key=lambda info: info.seq)
+    assert t0.get_bytes("bkt", "k") == bodies[[len(b) for b in bodies].index(last.size)]
+    assert t0.stats().versions == 1
+    assert t0.check().ok
+
+
+def test_catalog_row_is_visible_when_put_returns(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    for i in range(20):
+        t0.put("bkt", f"k{i}", b"x" * i, metadata={"i": str(i)})
+        assert t0.sql(f"SELECT size FROM objects WHERE key = 'k{i}'").rows == [(i,)]
+    rows = t0.sql("SELECT count(*), sum(size) FROM objects WHERE bucket = 'b1'").rows
+    assert rows == [(20, sum(range(20)))]
+
+
+def test_pages_ending_on_a_common_prefix_resume_after_it(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.set_versioning("bkt", "Enabled")
+    for key in ["a/1", "a/2", "b/1", "c"]:
+        t0.put("bkt", key, b"x")
+    first = t0.list("bkt", delimiter="/", limit=1)
+    assert (first.prefixes, first.truncated, first.next_start_after) == (["a/"], True, "a/")
+    second = t0.list("bkt", delimiter="/", limit=1, start_after=first.next_start_after)
+    assert second.prefixes == ["b/"]
+    last = t0.list("bkt", delimiter="/", limit=2, start_after=second.next_start_after)
+    assert ([o.key for o in last.objects], last.truncated) == (["c"], False)
+    versions = t0.list_versions("bkt", delimiter="/", limit=1)
+    assert (versions.prefixes, versions.next_key_marker) == (["a/"], "a/")
+    following = t0.list_versions("bkt", delimiter="/", limit=1, key_marker=versions.next_key_marker)
+    assert following.prefixes == ["b/"]
+
+
+def test_exactly_full_last_page_is_not_truncated(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.put("bkt", "a/1", b"x")
+    t0.put("bkt", "b", b"x")
+    page = t0.list("bkt", delimiter="/", limit=2)
+    assert (page.prefixes, [o.key for o in page.objects], page.truncated) == (["a/"], ["b"], False)
+    assert not t0.list("bkt", delimiter="/", limit=1, start_after="a/").truncated
+
+
+def test_deleted_keys_leave_no_common_prefix(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.set_versioning("bkt", "Enabled")
+    t0.put("bkt", "gone/x", b"x")
+    t0.delete("bkt", "gone/x")
+    t0.put("bkt", "kept", b"x")
+    page = t0.list("bkt", delimiter="/")
+    assert (page.prefixes, [o.key for o in page.objects]) == ([], ["kept"])
