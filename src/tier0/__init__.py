@@ -30,7 +30,7 @@ from tier0.store import (
 
 __version__ = "0.1.0"
 
-__all__ = [  # noqa: PLE0604
+__all__ = [
     "BucketInfo",
     "CheckReport",
     "Credential",

@@ -59,7 +59,9 @@ def _resolve_meta(data: Path, meta: str | None) -> str:
     if config_path.exists():
         saved = json.loads(config_path.read_text())
         if saved.get("format") != FORMAT_VERSION:
-            raise MetaUnavailable(f"{config_path} has format {saved.get('format')}, expected {FORMAT_VERSION}")
+            raise MetaUnavailable(
+                f"{config_path} has format {saved.get('format')}, expected {FORMAT_VERSION}"
+            )
     chosen = meta or saved.get("meta") or os.environ.get("TIER0_META") or "sqlite"
     if saved.get("meta") != chosen:
         text = json.dumps({"format": FORMAT_VERSION, "meta": chosen}, indent=2) + "\n"
@@ -94,7 +96,9 @@ class Tier0(Store):
     ``copy``, ``delete``, ...). Use it as a context manager, or call ``close()``.
     """
 
-    def __init__(self, kernel: Kernel, principal: Principal, *, owned: _Owned, closes: bool) -> None:
+    def __init__(
+        self, kernel: Kernel, principal: Principal, *, owned: _Owned, closes: bool
+    ) -> None:
         super().__init__(kernel, principal)
         self._owned = owned
         self._closes = closes
@@ -113,7 +117,9 @@ class Tier0(Store):
 
     # -- SQL and events ---------------------------------------------------------------------
 
-    def sql(self, query: str, *, timeout_s: float | None = None, rows_max: int | None = None) -> QueryResult:
+    def sql(
+        self, query: str, *, timeout_s: float | None = None, rows_max: int | None = None
+    ) -> QueryResult:
         """Read-only SQL over the live catalog (views ``objects``, ``versions``, ``buckets``,
         ``events``, ``principals``, ``audit``), in PostgreSQL's dialect on every backend.
 
@@ -126,7 +132,9 @@ class Tier0(Store):
         self._kernel.authorizer.record(
             Decision(self.principal, "tier0:Sql", "/", True, "scoped to the buckets it may list")
         )
-        return self._owned.catalog.query(query, visible_buckets=visible, timeout_s=timeout_s, rows_max=rows_max)
+        return self._owned.catalog.query(
+            query, visible_buckets=visible, timeout_s=timeout_s, rows_max=rows_max
+        )
 
     @property
     def events(self) -> EventLog:
@@ -151,7 +159,7 @@ class Tier0(Store):
 
     def list_users(self) -> list[Principal]:
         self._authorize("tier0:ListPrincipals", "/principals", owner=None)
-        return self.principals.list()
+        return self.principals.all()
 
     def grant(self, principal: str | Principal, action: str, resource: str) -> Grant:
         """Allow ``principal`` to perform ``action`` (glob) on ``resource`` (glob); root only."""
@@ -206,7 +214,9 @@ class Tier0(Store):
 class _Owned:
     """What an ``open()`` made and must release."""
 
-    def __init__(self, data: Path, kernel: Kernel, catalog: Catalog, root_credential: Credential | None) -> None:
+    def __init__(
+        self, data: Path, kernel: Kernel, catalog: Catalog, root_credential: Credential | None
+    ) -> None:
         self.data = data
         self.kernel = kernel
         self.catalog = catalog
@@ -228,7 +238,7 @@ class _Owned:
         kernel.meta.close()
 
 
-def open(  # noqa: A001 - the natural name: tier0.open(path)
+def open(
     path: str | os.PathLike[str] | None = None,
     *,
     meta: str | None = None,

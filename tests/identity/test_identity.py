@@ -8,7 +8,13 @@ import stat
 import pytest
 
 import tier0
-from tier0.errors import AccessDenied, InvalidArgument, InvalidCredentials, NoSuchPrincipal, PrincipalExists
+from tier0.errors import (
+    AccessDenied,
+    InvalidArgument,
+    InvalidCredentials,
+    NoSuchPrincipal,
+    PrincipalExists,
+)
 
 
 def test_root_credentials_are_made_once_and_saved_owner_only(tmp_path: pathlib.Path) -> None:
@@ -24,7 +30,9 @@ def test_root_credentials_are_made_once_and_saved_owner_only(tmp_path: pathlib.P
         assert t0.root_credential is None  # shown once, never again
 
 
-def test_root_credentials_from_environment(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_root_credentials_from_environment(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TIER0_ROOT_ACCESS_KEY", "MYROOTKEY")
     monkeypatch.setenv("TIER0_ROOT_SECRET_KEY", "my-root-secret-1234")
     with tier0.open(tmp_path / "data") as t0:

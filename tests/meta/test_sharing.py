@@ -7,7 +7,6 @@ database and the chunk directory, as gateways on several hosts would.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -16,16 +15,23 @@ import threading
 import pytest
 
 import tier0
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.processes import ROOT, python_env
 
 
 def _worker(data: pathlib.Path, meta: str, prefix: str, count: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.meta.sharing_worker", str(data), meta, "shared", prefix, str(count)],
+        [
+            sys.executable,
+            "-m",
+            "tests.meta.sharing_worker",
+            str(data),
+            meta,
+            "shared",
+            prefix,
+            str(count),
+        ],
         cwd=ROOT,
-        env=env,
+        env=python_env(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -35,8 +41,16 @@ def _worker(data: pathlib.Path, meta: str, prefix: str, count: int) -> subproces
     return process
 
 
+def _close(process: subprocess.Popen[str]) -> None:
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            stream.close()
+
+
 @pytest.mark.slow
-def test_two_processes_write_and_read_each_other_at_once(tmp_path: pathlib.Path, meta_url: str) -> None:
+def test_two_processes_write_and_read_each_other_at_once(
+    tmp_path: pathlib.Path, meta_url: str
+) -> None:
     data = tmp_path / "data"
     with tier0.open(data, meta=meta_url) as t0:
         t0.create_bucket("shared")
@@ -55,8 +69,11 @@ def test_two_processes_write_and_read_each_other_at_once(tmp_path: pathlib.Path,
                 assert t0.head("shared", acked["key"]).etag == acked["etag"]
                 assert t0.get_bytes("shared", acked["key"]) == acked["key"].encode() * 1000
             assert process.wait(timeout=60) == 0
+            _close(process)
         assert len(list(t0.iter_objects("shared"))) == 120
-        assert {info.key for info in mine} <= {o.key for o in t0.iter_objects("shared", prefix="me-")}
+        assert {info.key for info in mine} <= {
+            o.key for o in t0.iter_objects("shared", prefix="me-")
+        }
         events = t0.events.read(0, limit=1000)
         assert [e.seq for e in events] == list(range(1, 122))
         assert t0.check(deep=True).ok
@@ -77,6 +94,7 @@ def test_event_wait_wakes_on_another_process_commit(tmp_path: pathlib.Path, meta
         process.stdin.write("go\n")
         process.stdin.flush()
         assert process.wait(timeout=60) == 0
+        _close(process)
         waiter.join(timeout=15)
         assert not waiter.is_alive(), "another process's commit did not wake the wait"
         assert [e.key for e in woke] == ["w-0"]

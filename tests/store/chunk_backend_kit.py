@@ -300,7 +300,9 @@ class ChunkBackendKit:
         deleted: set[str] = set()
 
         def touch_down() -> None:
-            claimed.update(name for name in reversed(names[:200]) if backend.touch(name) is not None)
+            claimed.update(
+                name for name in reversed(names[:200]) if backend.touch(name) is not None
+            )
 
         def delete_up() -> None:
             deleted.update(name for name in names[100:] if backend.delete_if_idle(name, IDLE_S))

@@ -42,13 +42,17 @@ def main() -> None:
             for block in reader:
                 received.update(block)
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(json.dumps({
-            "size": info.size,
-            "sent": sent.hexdigest(),
-            "received": received.hexdigest(),
-            "checksum": info.checksum,
-            "peak_rss_bytes": peak_kib * 1024,
-        }))
+        print(
+            json.dumps(
+                {
+                    "size": info.size,
+                    "sent": sent.hexdigest(),
+                    "received": received.hexdigest(),
+                    "checksum": info.checksum,
+                    "peak_rss_bytes": peak_kib * 1024,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

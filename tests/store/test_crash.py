@@ -7,7 +7,6 @@ deleted, nothing is torn, and ``check()`` is clean.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import random
 import signal
@@ -19,6 +18,7 @@ import blake3
 import pytest
 
 import tier0
+from tests.processes import ROOT, python_env
 
 CYCLES = 8
 BUCKET = "crash"
@@ -42,7 +42,7 @@ def _expected_states(log: str) -> dict[str, set[str | None]]:
             in_flight.pop(key, None)
     for key in set(acked_state) | set(in_flight):
         allowed: set[str | None] = set()
-        allowed.add(acked_state[key] if key in acked_state else None)
+        allowed.add(acked_state.get(key))
         if key in in_flight:
             allowed.add(in_flight[key])
         states[key] = allowed
@@ -50,20 +50,29 @@ def _expected_states(log: str) -> dict[str, set[str | None]]:
 
 
 @pytest.mark.slow
-def test_sigkill_during_writes_loses_nothing_acknowledged(tmp_path: pathlib.Path, meta_url: str) -> None:
+def test_sigkill_during_writes_loses_nothing_acknowledged(
+    tmp_path: pathlib.Path, meta_url: str
+) -> None:
     data = tmp_path / "data"
     with tier0.open(data, meta=meta_url) as t0:
         t0.create_bucket(BUCKET)
     rng = random.Random(1234)
     log_path = tmp_path / "ops.log"
-    root = pathlib.Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "src")])}
     for cycle in range(CYCLES):
         log_path.write_bytes(b"")
         writer = subprocess.Popen(
-            [sys.executable, "-m", "tests.store.crash_writer", str(data), meta_url, BUCKET, str(cycle), str(log_path)],
-            cwd=root,
-            env=env,
+            [
+                sys.executable,
+                "-m",
+                "tests.store.crash_writer",
+                str(data),
+                meta_url,
+                BUCKET,
+                str(cycle),
+                str(log_path),
+            ],
+            cwd=ROOT,
+            env=python_env(),
             stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 30
@@ -84,7 +93,9 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(tmp_path: pathlib.Path
                     actual: str | None = blake3.blake3(t0.get_bytes(BUCKET, key)).hexdigest()
                 except tier0.NoSuchKey:
                     actual = None
-                assert actual in allowed, f"cycle {cycle}: {key} holds {actual}, expected one of {allowed}"
+                assert actual in allowed, (
+                    f"cycle {cycle}: {key} holds {actual}, expected one of {allowed}"
+                )
             report = t0.check(deep=True)
             assert report.ok, report.problems
             if cycle % 3 == 2:

@@ -92,7 +92,10 @@ def _tmpfs(path: pathlib.Path, size: str) -> Iterator[pathlib.Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root; the ENOSPC injection test covers the path")
+@pytest.mark.skipif(
+    os.geteuid() != 0,
+    reason="mounting a tmpfs needs root; the ENOSPC injection test covers the path",
+)
 def test_real_disk_full_on_tmpfs(tmp_path: pathlib.Path) -> None:
     with _tmpfs(tmp_path / "small", "48m") as mount:
         filler = mount / "filler"

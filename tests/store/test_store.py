@@ -73,7 +73,15 @@ def test_empty_object_round_trips(t0: tier0.Tier0) -> None:
 
 @pytest.mark.parametrize(
     ("offset", "length"),
-    [(0, 1), (5, 100), (1_048_575, 2), (2_000_000, None), (0, None), (3_145_727, 1), (3_145_728, 0)],
+    [
+        (0, 1),
+        (5, 100),
+        (1_048_575, 2),
+        (2_000_000, None),
+        (0, None),
+        (3_145_727, 1),
+        (3_145_728, 0),
+    ],
 )
 def test_range_reads_return_exact_slices(t0: tier0.Tier0, offset: int, length: int | None) -> None:
     t0.create_bucket("bkt")
@@ -107,7 +115,9 @@ def test_dedup_shares_chunks_and_copy_is_metadata_only(t0: tier0.Tier0) -> None:
 
 def test_compressible_data_is_stored_smaller(t0: tier0.Tier0) -> None:
     t0.create_bucket("bkt")
-    data = b"".join(b'{"level": "info", "n": %d, "msg": "request served"}\n' % i for i in range(80_000))
+    data = b"".join(
+        b'{"level": "info", "n": %d, "msg": "request served"}\n' % i for i in range(80_000)
+    )
     info = t0.put("bkt", "log.jsonl", data)
     assert info.stored_bytes < len(data) / 3
     assert t0.get_bytes("bkt", "log.jsonl") == data
@@ -117,7 +127,9 @@ def test_copy_replaces_metadata_when_asked(t0: tier0.Tier0) -> None:
     t0.create_bucket("bkt")
     t0.put("bkt", "src", b"x" * 10, metadata={"a": "1"}, content_type="text/plain")
     kept = t0.copy("bkt", "src", "bkt", "kept")
-    replaced = t0.copy("bkt", "src", "bkt", "new", metadata={"b": "2"}, content_type="application/json")
+    replaced = t0.copy(
+        "bkt", "src", "bkt", "new", metadata={"b": "2"}, content_type="application/json"
+    )
     assert (kept.metadata, kept.content_type) == ({"a": "1"}, "text/plain")
     assert (replaced.metadata, replaced.content_type) == ({"b": "2"}, "application/json")
     assert t0.head("bkt", "new").metadata == {"b": "2"}
@@ -232,7 +244,9 @@ def test_list_versions_pages_with_markers(t0: tier0.Tier0) -> None:
     seen = []
     key_marker = version_marker = None
     while True:
-        page = t0.list_versions("bkt", limit=2, key_marker=key_marker, version_marker=version_marker)
+        page = t0.list_versions(
+            "bkt", limit=2, key_marker=key_marker, version_marker=version_marker
+        )
         seen += [(v.key, v.version_id) for v in page.versions]
         if not page.truncated:
             break
@@ -240,7 +254,9 @@ def test_list_versions_pages_with_markers(t0: tier0.Tier0) -> None:
     assert seen == expected
 
 
-@pytest.mark.parametrize("name", ["ab", "A-bucket", "a..b", "-ab", "192.168.1.1", "xn--abc", "a" * 64, "a_b"])
+@pytest.mark.parametrize(
+    "name", ["ab", "A-bucket", "a..b", "-ab", "192.168.1.1", "xn--abc", "a" * 64, "a_b"]
+)
 def test_invalid_bucket_names_are_rejected(t0: tier0.Tier0, name: str) -> None:
     with pytest.raises(InvalidBucketName):
         t0.create_bucket(name)
@@ -256,7 +272,9 @@ def test_invalid_keys_are_rejected_and_nothing_is_written(t0: tier0.Tier0, key: 
     assert t0.events.latest_seq() == 1  # only BucketCreated
 
 
-@pytest.mark.parametrize("key", ["../x", "a/../../b", "..\\x", "/abs", "a//b", ".", "..", "x" * 1024])
+@pytest.mark.parametrize(
+    "key", ["../x", "a/../../b", "..\\x", "/abs", "a//b", ".", "..", "x" * 1024]
+)
 def test_path_like_keys_are_opaque_and_round_trip(t0: tier0.Tier0, key: str) -> None:
     t0.create_bucket("bkt")
     t0.put("bkt", key, key.encode())
@@ -387,7 +405,7 @@ def test_catalog_row_is_visible_when_put_returns(t0: tier0.Tier0) -> None:
     for i in range(20):
         t0.put("bkt", f"k{i}", b"x" * i, metadata={"i": str(i)})
         assert t0.sql(f"SELECT size FROM objects WHERE key = 'k{i}'").rows == [(i,)]
-    rows = t0.sql("SELECT count(*), sum(size) FROM objects WHERE bucket = 'b1'").rows
+    rows = t0.sql("SELECT count(*), sum(size) FROM objects WHERE bucket = 'bkt'").rows
     assert rows == [(20, sum(range(20)))]
 
 

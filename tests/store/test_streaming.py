@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.processes import ROOT, python_env
+
 SIZE_BYTES = 5 * 1024**3
 RSS_BYTES_MAX = 128 * 1024**2  # interpreter and libraries ~50 MiB, test data 16 MiB
 
 
 @pytest.mark.slow
 def test_five_gib_object_round_trips_in_bounded_memory(tmp_path: pathlib.Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
     result = subprocess.run(
-        [sys.executable, "-m", "tests.store.stream_worker", str(tmp_path / "data"), str(SIZE_BYTES)],
+        [
+            sys.executable,
+            "-m",
+            "tests.store.stream_worker",
+            str(tmp_path / "data"),
+            str(SIZE_BYTES),
+        ],
         cwd=ROOT,
-        env=env,
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=280,
@@ -31,4 +36,6 @@ def test_five_gib_object_round_trips_in_bounded_memory(tmp_path: pathlib.Path) -
     assert report["size"] == SIZE_BYTES
     assert report["received"] == report["sent"]
     assert report["checksum"] == "blake3:" + report["sent"]
-    assert report["peak_rss_bytes"] < RSS_BYTES_MAX, f"peak RSS {report['peak_rss_bytes'] / 2**20:.0f} MiB"
+    assert report["peak_rss_bytes"] < RSS_BYTES_MAX, (
+        f"peak RSS {report['peak_rss_bytes'] / 2**20:.0f} MiB"
+    )

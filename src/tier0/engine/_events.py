@@ -70,7 +70,8 @@ class EventLog:
             raise InvalidArgument(f"limit must be 1..{READ_LIMIT_MAX}, got {limit}")
         with self._backend.reader() as db:
             rows = db.query_all(
-                f"SELECT {_COLUMNS} FROM t0_events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+                f"SELECT {_COLUMNS} FROM t0_events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
             )
         return [_event(row) for row in rows]
 

@@ -52,7 +52,9 @@ class Grant:
 class Authorizer:
     """Decides and records. ``authorize`` raises AccessDenied on a denial."""
 
-    def __init__(self, backend: MetaBackend, committer: Committer, *, clock_us: Callable[[], int]) -> None:
+    def __init__(
+        self, backend: MetaBackend, committer: Committer, *, clock_us: Callable[[], int]
+    ) -> None:
         self._backend = backend
         self._committer = committer
         self._clock_us = clock_us
@@ -62,19 +64,31 @@ class Authorizer:
         self._flusher = threading.Thread(target=self._flush_loop, name="tier0-audit", daemon=True)
         self._flusher.start()
 
-    def decide(self, principal: Principal, action: str, resource: str, *, owner: str | None) -> Decision:
+    def decide(
+        self, principal: Principal, action: str, resource: str, *, owner: str | None
+    ) -> Decision:
         """The decision, without recording it."""
         if principal.is_root:
             return Decision(principal, action, resource, True, "root")
         if owner is not None and owner == principal.id:
             return Decision(principal, action, resource, True, "owner")
         for grant in self.grants(principal):
-            if fnmatch.fnmatchcase(action, grant.action) and fnmatch.fnmatchcase(resource, grant.resource):
-                return Decision(principal, action, resource, True, f"grant {grant.action} on {grant.resource}")
+            if fnmatch.fnmatchcase(action, grant.action) and fnmatch.fnmatchcase(
+                resource, grant.resource
+            ):
+                return Decision(
+                    principal, action, resource, True, f"grant {grant.action} on {grant.resource}"
+                )
         return Decision(principal, action, resource, False, "no grant (deny by default)")
 
     def authorize(
-        self, principal: Principal, action: str, resource: str, *, owner: str | None = None, deferred: bool = False
+        self,
+        principal: Principal,
+        action: str,
+        resource: str,
+        *,
+        owner: str | None = None,
+        deferred: bool = False,
     ) -> Decision:
         """Decide; raise AccessDenied when denied.
 
@@ -127,7 +141,9 @@ class Authorizer:
         grant = Grant(principal.id, action, resource)
 
         def op(tx: WriteTx) -> None:
-            count = tx.query_one("SELECT count(*) FROM t0_grants WHERE principal_id = ?", (principal.id,))[0]
+            count = tx.query_one(
+                "SELECT count(*) FROM t0_grants WHERE principal_id = ?", (principal.id,)
+            )[0]
             if count >= GRANTS_PER_PRINCIPAL_MAX:
                 raise InvalidArgument(f"{principal.name} has {count} grants, the most allowed")
             tx.execute(
@@ -167,13 +183,11 @@ class Authorizer:
         while not self._stop.wait(AUDIT_FLUSH_S):
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001 - the next flush or close() retries and reports
+            except Exception:
                 continue
 
 
-_AUDIT_INSERT: Final = (
-    "INSERT INTO t0_audit (time_us, principal, action, resource, allowed, reason) VALUES (?, ?, ?, ?, ?, ?)"
-)
+_AUDIT_INSERT: Final = "INSERT INTO t0_audit (time_us, principal, action, resource, allowed, reason) VALUES (?, ?, ?, ?, ?, ?)"
 
 
 def _audit_row(decision: Decision, time_us: int) -> tuple[int, str, str, str, int, str]:

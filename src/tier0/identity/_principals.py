@@ -63,9 +63,7 @@ def _validate_name(name: str) -> None:
     if not name or len(name.encode()) > NAME_BYTES_MAX:
         raise InvalidArgument(f"a principal name needs 1 to {NAME_BYTES_MAX} bytes, got {name!r}")
     if not all(c.isalnum() or c in "-_.@" for c in name):
-        raise InvalidArgument(
-            f"principal name {name!r} may hold only letters, digits and - _ . @"
-        )
+        raise InvalidArgument(f"principal name {name!r} may hold only letters, digits and - _ . @")
 
 
 class Principals:
@@ -85,7 +83,9 @@ class Principals:
         made credential (to show once), or None when nothing new was made.
         """
         if (access_key is None) != (secret_key is None):
-            raise InvalidArgument("set both TIER0_ROOT_ACCESS_KEY and TIER0_ROOT_SECRET_KEY, or neither")
+            raise InvalidArgument(
+                "set both TIER0_ROOT_ACCESS_KEY and TIER0_ROOT_SECRET_KEY, or neither"
+            )
         wanted = Credential(access_key, secret_key, ROOT_ID) if access_key and secret_key else None
 
         def op(tx: WriteTx) -> Credential | None:
@@ -113,7 +113,9 @@ class Principals:
 
         return self._committer.run(op)
 
-    def create(self, name: str, kind: str = "user", *, created_by: Principal = ROOT) -> tuple[Principal, Credential]:
+    def create(
+        self, name: str, kind: str = "user", *, created_by: Principal = ROOT
+    ) -> tuple[Principal, Credential]:
         """A new principal with one credential."""
         _validate_name(name)
         if kind not in KINDS:
@@ -144,7 +146,7 @@ class Principals:
             raise NoSuchPrincipal(f"no principal is named {name_or_id!r}")
         return Principal(*row)
 
-    def list(self) -> list[Principal]:
+    def all(self) -> list[Principal]:
         with self._backend.reader() as db:
             rows = db.query_all("SELECT id, name, kind FROM t0_principals ORDER BY name")
         return [Principal(*row) for row in rows]

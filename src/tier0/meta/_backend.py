@@ -25,7 +25,8 @@ Params = Sequence[Any]
 class Cursor(Protocol):
     """The part of a DB-API cursor the kernel uses."""
 
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
 

@@ -16,10 +16,11 @@ operation never leaves a trace.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
@@ -45,7 +46,7 @@ class WriteTx:
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         return self._connection.execute(sql, params)
 
-    def executemany(self, sql: str, rows: list[Params]) -> None:
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         self._connection.executemany(sql, rows)
 
     def query_one(self, sql: str, params: Params = ()) -> Any:
@@ -150,14 +151,16 @@ class Committer:
         pending = [op for op in batch if op.future.set_running_or_notify_cancel()]
         while pending:
             if self._failure is not None:
-                error = StoreFailed(f"metadata writes stopped after an I/O error: {self._failure}")
+                stopped = StoreFailed(
+                    f"metadata writes stopped after an I/O error: {self._failure}"
+                )
                 for op in pending:
-                    op.future.set_exception(error)
+                    op.future.set_exception(stopped)
                 return
             try:
                 results, failed = self._attempt(pending)
-            except StoreFailed as error:
-                self._failure = error
+            except StoreFailed as failure:
+                self._failure = failure
                 continue
             except Exception as error:
                 # The transaction itself failed (commit, lock, connection): no
@@ -171,8 +174,8 @@ class Committer:
                     op.future.set_result(result)
                 self._backend.signal.bump()
                 return
-            index, error = failed
-            pending[index].future.set_exception(error)
+            index, op_error = failed
+            pending[index].future.set_exception(op_error)
             del pending[index]
 
     def _attempt(self, ops: list[_Op[Any]]) -> tuple[list[Any], tuple[int, BaseException] | None]:
@@ -197,9 +200,7 @@ class Committer:
                     connection.rollback()
                     return [], (index, error)
             if tx.seq != start:
-                connection.execute(
-                    "UPDATE t0_counters SET value = ? WHERE name = 'seq'", (tx.seq,)
-                )
+                connection.execute("UPDATE t0_counters SET value = ? WHERE name = 'seq'", (tx.seq,))
             self._backend.before_commit(connection)
             connection.commit()
         except BaseException:
@@ -218,9 +219,6 @@ class Committer:
 
     def _drop_connection(self) -> None:
         if self._connection is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._connection.close()
-            except Exception:  # noqa: S110 - already failing; the next batch reconnects
-                pass
             self._connection = None
-

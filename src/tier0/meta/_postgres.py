@@ -52,7 +52,9 @@ class PostgresConnection(Connection):
         self._url = url
         try:
             # autocommit: transactions are explicit BEGIN/COMMIT, as on SQLite.
-            self._db = self._psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+            self._db = self._psycopg.connect(
+                url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )
         except self._psycopg.OperationalError as error:
             raise MetaUnavailable(f"cannot connect to {redact(url)}: {error}") from error
         self.execute("SET synchronous_commit = on")

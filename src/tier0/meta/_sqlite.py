@@ -119,7 +119,9 @@ class SQLiteBackend(MetaBackend):
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise MetaUnavailable(f"cannot create metadata directory {directory}: {error}") from error
+            raise MetaUnavailable(
+                f"cannot create metadata directory {directory}: {error}"
+            ) from error
         self._local = threading.local()
         self._readers: list[SQLiteConnection] = []
         self._readers_lock = threading.Lock()

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tier0.store._chunking import ChunkingPolicy, chunk_name, decode_chunk, encode_chunk, iter_chunks
+from tier0.store._chunking import (
+    ChunkingPolicy,
+    chunk_name,
+    decode_chunk,
+    encode_chunk,
+    iter_chunks,
+)
 from tier0.store._chunks import ChunkBackend, ChunkBackendStatistics, LocalChunkBackend, OsSeam
 from tier0.store._maintenance import check, collect, statistics
 from tier0.store._names import KEY_BYTES_MAX, validate_bucket_name, validate_key
@@ -40,8 +46,8 @@ __all__ = [
     "StoreStatistics",
     "VersionPage",
     "Versioning",
-    "chunk_name",
     "check",
+    "chunk_name",
     "collect",
     "decode_chunk",
     "encode_chunk",

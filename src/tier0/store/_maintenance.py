@@ -20,6 +20,7 @@ commit) are swept the same way, by age.
 from __future__ import annotations
 
 import collections
+import functools
 import time
 from typing import Final
 
@@ -41,7 +42,7 @@ def collect(kernel: Kernel, *, grace_s: float | None = None) -> GCReport:
     deleted = kept = freed = 0
     while True:
         cutoff_us = int((time.time() - grace_s) * 1_000_000)
-        condemned = kernel.committer.run(lambda tx: _condemn(tx, cutoff_us))
+        condemned = kernel.committer.run(functools.partial(_condemn, cutoff_us=cutoff_us))
         if not condemned:
             break
         gone: list[bytes] = []
@@ -54,13 +55,15 @@ def collect(kernel: Kernel, *, grace_s: float | None = None) -> GCReport:
                 gone.append(digest)  # already absent: nothing to free, the row can go
             else:
                 stay.append(digest)
-        kernel.committer.run(lambda tx: _settle(tx, gone, stay))
+        kernel.committer.run(functools.partial(_settle, gone=gone, stay=stay))
         deleted += len(gone)
         kept += len(stay)
         if len(condemned) < CONDEMN_BATCH_MAX or not gone:
             break
     orphans = _sweep_orphans(kernel, grace_s)
-    return GCReport(chunks_deleted=deleted, bytes_freed=freed, chunks_kept_busy=kept, orphans_deleted=orphans)
+    return GCReport(
+        chunks_deleted=deleted, bytes_freed=freed, chunks_kept_busy=kept, orphans_deleted=orphans
+    )
 
 
 def _condemn(tx: WriteTx, cutoff_us: int) -> list[tuple[bytes, int]]:
@@ -125,7 +128,9 @@ def check(kernel: Kernel, *, deep: bool = False) -> CheckReport:
         known.add(name)
         expected = references.pop(digest, 0)
         if refcount != expected:
-            problems.append(f"chunk {name}: refcount {refcount}, but {expected} references exist (drift)")
+            problems.append(
+                f"chunk {name}: refcount {refcount}, but {expected} references exist (drift)"
+            )
         if expected and name not in stored:
             problems.append(f"chunk {name}: referenced by {expected} version(s) but missing")
         elif expected and deep:
@@ -134,7 +139,9 @@ def check(kernel: Kernel, *, deep: bool = False) -> CheckReport:
             except ChunkError as error:
                 problems.append(f"chunk {name}: {error}")
     for digest, count in references.items():
-        problems.append(f"chunk {chunk_name(digest)}: referenced {count} time(s) but has no chunk row")
+        problems.append(
+            f"chunk {chunk_name(digest)}: referenced {count} time(s) but has no chunk row"
+        )
     problems += kernel.chunks.check()
     return CheckReport(
         problems=problems,
@@ -152,7 +159,9 @@ def _begin_snapshot(db: Connection, dialect: str) -> None:
         db.execute("BEGIN")
 
 
-def _count_references(db: Connection, problems: list[str]) -> tuple[collections.Counter[bytes], int]:
+def _count_references(
+    db: Connection, problems: list[str]
+) -> tuple[collections.Counter[bytes], int]:
     references: collections.Counter[bytes] = collections.Counter()
     versions = 0
     for seq, size, inline, manifest_blob in db.query_all(
@@ -164,7 +173,9 @@ def _count_references(db: Connection, problems: list[str]) -> tuple[collections.
         if manifest_blob is not None:
             manifest = Manifest.decode(bytes(manifest_blob))
             if manifest.size != size:
-                problems.append(f"version {seq}: chunks hold {manifest.size} bytes, but size {size}")
+                problems.append(
+                    f"version {seq}: chunks hold {manifest.size} bytes, but size {size}"
+                )
             references.update(manifest.hashes)
         elif inline is None and size:
             problems.append(f"version {seq}: {size} bytes, but neither inline data nor chunks")

@@ -562,4 +562,3 @@ def _normal_headers(headers: dict[str, str] | None) -> dict[str, str]:
             )
         result[lowered] = str(value)
     return result
-
