@@ -1,0 +1,322 @@
+"""Server, query and administration commands: serve, sql, user, stats, gc, fsck."""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import json
+from typing import Any
+
+import click
+from rich.table import Table
+
+import tier0
+from tier0._client import CREDENTIALS_NAME
+from tier0.cli._base import Session, cell_text, human_bytes, json_default, pass_session, print_table
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+@click.command("serve")
+@click.option(
+    "--address",
+    default="127.0.0.1:9000",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where to listen ([::1]:9000 for IPv6; port 0 picks a free port).",
+)
+@click.option(
+    "--certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM)."
+)
+@click.option(
+    "--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM)."
+)
+@pass_session
+def serve_command(
+    session: Session, address: str, certfile: str | None, keyfile: str | None
+) -> None:
+    """Serve the store over HTTP until SIGTERM or Ctrl-C.
+
+    Root's credentials come from TIER0_ROOT_ACCESS_KEY and TIER0_ROOT_SECRET_KEY
+    when they are set; otherwise they are made on the first start, printed
+    once, and kept in DATA/root-credentials (owner-only). Clients send them as
+    HTTP Basic credentials. On SIGTERM the server stops accepting, finishes
+    the requests in flight, then closes the store.
+
+    \b
+    Examples:
+      tier0 serve
+      tier0 --data /srv/tier0 serve --address 0.0.0.0:9000 --certfile cert.pem --keyfile key.pem
+      curl -u "$ACCESS:$SECRET" -d '{"sql": "SELECT count(*) FROM objects"}' \\
+           http://127.0.0.1:9000/_tier0/sql
+    """
+    # Imported here: uvicorn and uvloop cost the other commands start-up time for nothing.
+    from tier0.server import parse_address, serve
+
+    if (certfile is None) != (keyfile is None):
+        raise click.UsageError("TLS needs both --certfile and --keyfile")
+    host, port = parse_address(address)
+    with session.open(announce_root=False) as t0:
+        credential = t0.root_credential
+        if credential is not None:
+            saved = t0.data_dir / CREDENTIALS_NAME
+            click.echo(f"Root credentials (shown once; also kept owner-only in {saved}):")
+            click.echo(f"  access key: {credential.access_key}")
+            click.echo(f"  secret key: {credential.secret_key}")
+        if certfile is None and not _is_loopback(host):
+            click.echo(
+                f"tier0: warning: plain HTTP on {host}: credentials cross the network in the clear; "
+                "use --certfile and --keyfile",
+                err=True,
+            )
+
+        def listening(url: str) -> None:
+            click.echo(f"tier0 {tier0.__version__} listening on {url} (data: {t0.data_dir})")
+
+        serve(t0, host, port, certfile=certfile, keyfile=keyfile, on_listening=listening)
+    click.echo("tier0: stopped", err=True)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- sql --------------------------------------------------------------------------------------
+
+
+@click.command("sql")
+@click.argument("query")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--timeout-s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Cancel the query after this long.",
+)
+@pass_session
+def sql_command(session: Session, query: str, output_format: str, timeout_s: float | None) -> None:
+    """Run read-only SQL over the live catalog.
+
+    QUERY "-" reads the query from stdin. Views: objects, versions, buckets, events, principals, audit. The dialect
+    is PostgreSQL's whatever the metadata backend; a query sees every write
+    that returned before it started.
+
+    \b
+    Examples:
+      tier0 sql "SELECT bucket, count(*), sum(size) FROM objects GROUP BY bucket"
+      tier0 sql --format csv "SELECT key, size FROM objects WHERE size > 1e6" > big.csv
+      tier0 sql --format json "SELECT * FROM events ORDER BY seq DESC LIMIT 5"
+    """
+    if query == "-":
+        query = click.get_text_stream("stdin").read()
+    with session.open() as t0:
+        result = t0.sql(query, timeout_s=timeout_s)
+    columns = list(result.columns)
+    truncated = result.truncated
+    if output_format == "json":
+        records = result.to_dicts()
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False, default=json_default))
+    elif output_format == "csv":
+        writer = csv.writer(click.get_text_stream("stdout"), lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([cell_text(value) for value in row] for row in result.rows)
+    else:
+        count = len(result.rows)
+        caption = f"{count} row{'s' if count != 1 else ''}" + (" (truncated)" if truncated else "")
+        table = Table(*columns, caption=caption)
+        for row in result.rows:
+            table.add_row(*(_cell(value) for value in row))
+        print_table(table)
+    if truncated and output_format != "table":
+        click.echo(f"tier0: the result was truncated at {len(result.rows)} rows", err=True)
+
+
+def _cell(value: Any) -> str:
+    return "[dim]NULL[/dim]" if value is None else _escape(cell_text(value))
+
+
+def _escape(text: str) -> str:
+    # Values are data, not rich markup: "[b]" in a key must print as "[b]".
+    return text.replace("[", "\\[")
+
+
+# -- users ------------------------------------------------------------------------------------
+
+
+@click.group("user")
+def user_group() -> None:
+    """Manage principals (users, agents, services) and their keys.
+
+    \b
+    Examples:
+      tier0 user create alice
+      tier0 user create indexer --kind agent
+      tier0 user list
+      tier0 user delete alice
+    """
+
+
+@user_group.command("create")
+@click.argument("name")
+@click.option(
+    "--kind", type=click.Choice(["user", "agent", "service"]), default="user", show_default=True
+)
+@pass_session
+def user_create_command(session: Session, name: str, kind: str) -> None:
+    """Create a principal and print its keys (shown only now).
+
+    A new principal may act only on what it owns or is granted (deny by default).
+
+    \b
+    Example:
+      tier0 user create alice
+    """
+    with session.open() as t0:
+        principal, credential = t0.create_user(name, kind)
+    click.echo(f"Created {principal.kind} {principal.name} ({principal.id}).")
+    click.echo(f"  access key: {credential.access_key}")
+    click.echo(f"  secret key: {credential.secret_key}")
+    click.echo("The secret key is shown only now; keep it somewhere safe.", err=True)
+
+
+@user_group.command("list")
+@pass_session
+def user_list_command(session: Session) -> None:
+    """List principals, their kinds and access keys.
+
+    \b
+    Example:
+      tier0 user list
+    """
+    with session.open() as t0:
+        principals = t0.list_users()
+        keys = {p.id: t0.principals.access_keys(p) for p in principals}
+    table = Table("name", "kind", "id", "access keys")
+    for principal in principals:
+        table.add_row(principal.name, principal.kind, principal.id, ", ".join(keys[principal.id]))
+    print_table(table)
+
+
+@user_group.command("delete")
+@click.argument("name")
+@pass_session
+def user_delete_command(session: Session, name: str) -> None:
+    """Delete a principal, its credentials and grants (never root).
+
+    \b
+    Example:
+      tier0 user delete alice
+    """
+    with session.open() as t0:
+        t0.delete_user(name)
+    click.echo(f"Deleted {name}.")
+
+
+# -- maintenance ------------------------------------------------------------------------------
+
+
+@click.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@pass_session
+def stats_command(session: Session, as_json: bool) -> None:
+    """Show objects, versions, logical vs stored bytes, ratios.
+
+    The dedup ratio is chunk bytes referenced per unique chunk byte; the
+    compression ratio is unique chunk bytes per byte stored on disk.
+
+    \b
+    Example:
+      tier0 stats
+    """
+    with session.open() as t0:
+        stats = t0.stats()
+    figures: dict[str, Any] = {
+        "buckets": stats.buckets,
+        "objects": stats.objects,
+        "versions": stats.versions,
+        "logical_bytes": stats.logical_bytes,
+        "stored_bytes": stats.stored_bytes,
+        "inline_bytes": stats.inline_bytes,
+        "chunks": stats.chunk_count,
+        "unreferenced_chunks": stats.unreferenced_chunks,
+        "dedup_ratio": round(stats.dedup_ratio, 3),
+        "compression_ratio": round(stats.compression_ratio, 3),
+    }
+    if as_json:
+        click.echo(json.dumps(figures, indent=2))
+        return
+    table = Table("", "", show_header=False, box=None)
+    for name, value in figures.items():
+        if name.endswith("_bytes"):
+            shown = f"{human_bytes(value)} ({value:,} bytes)"
+        elif name.endswith("_ratio"):
+            shown = f"{value:.2f}x"
+        else:
+            shown = f"{value:,}"
+        table.add_row(name.replace("_", " "), shown)
+    print_table(table)
+
+
+@click.command("gc")
+@click.option(
+    "--grace-s",
+    type=click.FloatRange(min=0),
+    help="Keep chunks unreferenced for less than this (default: the store's grace, 1 hour).",
+)
+@pass_session
+def gc_command(session: Session, grace_s: float | None) -> None:
+    """Reclaim chunks no version references any more.
+
+    Only chunks unreferenced for longer than the grace period go. A chunk a concurrent write is about to reference is never reclaimed, so
+    gc is safe while the server runs.
+
+    \b
+    Examples:
+      tier0 gc
+      tier0 gc --grace-s 0
+    """
+    with session.open() as t0:
+        report = t0.gc(grace_s=grace_s)
+    click.echo(
+        f"gc: deleted {report.chunks_deleted} chunks ({human_bytes(report.bytes_freed)} freed), "
+        f"{report.orphans_deleted} orphan files; kept {report.chunks_kept_busy} chunks in use"
+    )
+
+
+@click.command("fsck")
+@click.option(
+    "--deep", is_flag=True, help="Re-read and re-hash every chunk (slow: reads all data)."
+)
+@pass_session
+def fsck_command(session: Session, deep: bool) -> None:
+    """Check metadata against chunks (exit code 1 on problems).
+
+    Finds missing chunks, reference-count drift and orphan chunk files;
+    --deep also finds chunks whose bytes no longer match their hash.
+
+    \b
+    Examples:
+      tier0 fsck
+      tier0 fsck --deep
+    """
+    with session.open() as t0:
+        report = t0.check(deep=deep)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+    click.echo(
+        f"fsck: {verdict}; checked {report.versions_checked} versions, {report.chunks_checked} chunks"
+        f" ({report.orphans} orphan files)"
+    )
+    if not report.ok:
+        raise SystemExit(1)

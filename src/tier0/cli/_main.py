@@ -1,0 +1,88 @@
+"""The ``tier0`` command group: global options and the command table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+import tier0
+from tier0.cli._admin import (
+    fsck_command,
+    gc_command,
+    serve_command,
+    sql_command,
+    stats_command,
+    user_group,
+)
+from tier0.cli._base import Session, Tier0Group
+from tier0.cli._objects import (
+    cp_command,
+    get_command,
+    ls_command,
+    mb_command,
+    put_command,
+    rb_command,
+    rm_command,
+    versioning_command,
+)
+
+
+@click.group(
+    cls=Tier0Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="TIER0_DATA",
+    metavar="DIR",
+    help="The data directory [env TIER0_DATA; default ~/.local/share/tier0].",
+)
+@click.option(
+    "--meta",
+    envvar="TIER0_META",
+    metavar="URL",
+    help="Metadata backend the first time: 'sqlite' (default) or postgresql://... [env TIER0_META].",
+)
+@click.version_option(tier0.__version__, prog_name="tier0")
+@click.pass_context
+def cli(ctx: click.Context, data: Path | None, meta: str | None) -> None:
+    """tier0: object store, live catalog, event log and SQL in one package.
+
+    Paths in tier0 are written tier0://BUCKET/KEY. Every command acts on the
+    data directory given by --data as its root principal.
+
+    \b
+    Examples:
+      tier0 mb tier0://docs
+      tier0 put notes.txt tier0://docs/notes.txt
+      tier0 ls tier0://docs
+      tier0 sql "SELECT key, size FROM objects"
+      tier0 serve
+    """
+    ctx.obj = Session(data=data, meta=meta)
+
+
+for _command in (
+    serve_command,
+    sql_command,
+    ls_command,
+    mb_command,
+    rb_command,
+    versioning_command,
+    put_command,
+    get_command,
+    cp_command,
+    rm_command,
+    user_group,
+    stats_command,
+    gc_command,
+    fsck_command,
+):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    """The console script's entry point."""
+    cli(prog_name="tier0")

@@ -1,0 +1,212 @@
+"""Running the HTTP app: uvicorn (uvloop, httptools), one worker, graceful shutdown.
+
+Shutdown on SIGTERM or SIGINT goes in this order, so that a write that was
+acknowledged is on disk and a write that was accepted is acknowledged:
+
+1. stop accepting connections; long polls return what they have (one slice);
+2. requests in flight run to completion (at most ``shutdown_timeout_s``);
+3. the app's worker threads are joined;
+4. ``serve`` returns, and the caller closes the store, which drains the
+   group committer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Final
+
+import uvicorn
+
+from tier0._client import Tier0
+from tier0.errors import InvalidArgument
+from tier0.server._app import Limits, create_app
+
+DEFAULT_PORT: Final = 9000
+LISTEN_BACKLOG: Final = 2048
+SHUTDOWN_TIMEOUT_S: Final = 30
+#: How often a shutdown looks for connections it may cut.
+IDLE_CHECK_S: Final = 0.1
+
+
+def parse_address(text: str, *, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """``HOST:PORT``, ``HOST``, ``:PORT`` or ``[IPv6]:PORT`` as (host, port).
+
+    >>> parse_address("[::1]:9001")
+    ('::1', 9001)
+    >>> parse_address("0.0.0.0")
+    ('0.0.0.0', 9000)
+    """
+    text = text.strip()
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise InvalidArgument(f"bad address {text!r}: write [IPv6]:PORT, e.g. [::1]:9000")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") > 1:
+        raise InvalidArgument(
+            f"bad address {text!r}: put an IPv6 host in brackets, e.g. [::1]:9000"
+        )
+    else:
+        host, _, port_text = text.partition(":")
+    host = host or "127.0.0.1"
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise InvalidArgument(
+            f"bad port {port_text!r} in {text!r}: use 0..65535 (0 picks a free one)"
+        )
+    return host, int(port_text)
+
+
+def format_url(host: str, port: int, *, tls: bool) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); OSError says why it cannot be had.
+
+    Bound here rather than by uvicorn so that a busy port is an ordinary
+    exception for the caller, and port 0 is resolved before anyone is told
+    where to connect.
+    """
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as error:
+        raise OSError(f"cannot resolve host {host!r}: {error.strerror}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+        sock.set_inheritable(False)
+    except OSError as error:
+        sock.close()
+        raise OSError(error.errno, f"cannot listen on {host}:{port}: {error.strerror}") from None
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app to stop its long polls before it drains."""
+
+    def __init__(self, config: uvicorn.Config, *, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._on_shutdown()
+        reaper = asyncio.ensure_future(self._abort_idle_connections())
+        try:
+            await super().shutdown(sockets)
+        finally:
+            reaper.cancel()
+
+    async def _abort_idle_connections(self) -> None:
+        """Cut connections that have nothing left to say, once no request is in flight.
+
+        uvicorn asks every connection to close and waits until all are gone.
+        A TLS connection closes with a close_notify exchange that an idle
+        keep-alive client never answers, so asyncio would wait its
+        ssl_shutdown_timeout (30 s) per connection. Aborting loses nothing once
+        no request runs and the connection's write buffer is empty.
+        """
+        state = self.server_state
+        await asyncio.sleep(IDLE_CHECK_S)  # uvicorn's own close requests go first
+        while state.connections:
+            if not state.tasks:
+                for connection in list(state.connections):
+                    transport = getattr(connection, "transport", None)
+                    if transport is not None and transport.get_write_buffer_size() == 0:
+                        transport.abort()
+            await asyncio.sleep(IDLE_CHECK_S)
+
+
+def serve(
+    t0: Tier0,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    limits: Limits | None = None,
+    on_listening: Callable[[str], None] | None = None,
+    shutdown_timeout_s: int = SHUTDOWN_TIMEOUT_S,
+) -> None:
+    """Serve ``t0`` over HTTP(S) until SIGTERM or SIGINT, then shut down gracefully.
+
+    ``on_listening(url)`` is called once the socket listens (with the real
+    port when ``port`` is 0). TLS needs both ``certfile`` and ``keyfile``
+    (PEM). Returns after the shutdown described in the module docstring;
+    ``t0`` stays open, for the caller to close. Raises OSError when the
+    address cannot be bound, InvalidArgument for a half-given TLS pair.
+    """
+    if (certfile is None) != (keyfile is None):
+        raise InvalidArgument("TLS needs both a certificate file and a key file")
+    tls = certfile is not None
+    app = create_app(t0, limits=limits)
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        workers=1,
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        proxy_headers=False,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+        timeout_graceful_shutdown=shutdown_timeout_s,
+    )
+    # Load now, so that a bad certificate fails here, before anything listens.
+    try:
+        config.load()
+    except ssl.SSLError as error:
+        raise InvalidArgument(
+            f"cannot use {certfile} and {keyfile} for TLS ({error.reason or error}): "
+            "give a PEM certificate and its PEM private key"
+        ) from None
+    sock = bind(host, port)
+    try:
+        if on_listening is not None:
+            on_listening(format_url(host, sock.getsockname()[1], tls=tls))
+        server = _Server(config, on_shutdown=app.begin_shutdown)
+        with _signals_absorbed():
+            server.run(sockets=[sock])
+    finally:
+        app.close()
+        sock.close()
+
+
+@contextlib.contextmanager
+def _signals_absorbed() -> Iterator[None]:
+    """Make the signals that stopped the server end ``serve`` normally.
+
+    uvicorn re-raises the signal that stopped it once it has shut down, with
+    the handler that was installed before it ran; under Python's defaults that
+    kills the process (SIGTERM) or raises KeyboardInterrupt (SIGINT) before
+    the store is closed. Installing quiet handlers first lets ``serve`` return,
+    so the caller closes the store and exits 0.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are delivered to the main thread only; nothing to absorb
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, _absorb) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _absorb(sig: int, frame: FrameType | None) -> None:
+    """The server is stopping already; the store closes next."""
