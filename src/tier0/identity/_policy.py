@@ -117,7 +117,7 @@ class Authorizer:
     @staticmethod
     def record_in(tx: WriteTx, decision: Decision) -> None:
         """Write a decision in the caller's transaction."""
-        tx.execute(_AUDIT_INSERT, _audit_row(decision, tx.now_us))
+        tx.defer(_AUDIT_INSERT, _audit_row(decision, tx.now_us))
 
     def flush(self) -> None:
         """Commit buffered decisions now."""

@@ -40,6 +40,7 @@ class WriteTx:
     def __init__(self, connection: Connection, seq: int, now_us: int) -> None:
         self._connection = connection
         self._seq = seq
+        self._deferred: dict[str, list[Params]] = {}
         #: The time of this batch, identical for every operation in it.
         self.now_us = now_us
 
@@ -54,6 +55,19 @@ class WriteTx:
 
     def query_all(self, sql: str, params: Params = ()) -> list[Any]:
         return self._connection.query_all(sql, params)
+
+    def defer(self, sql: str, params: Params) -> None:
+        """Run an INSERT at the end of the batch, together with its like (one executemany).
+
+        For append-only rows no operation reads back (events, audit): the
+        batch then pays one statement per table instead of one per operation.
+        """
+        self._deferred.setdefault(sql, []).append(params)
+
+    def flush_deferred(self) -> None:
+        for sql, rows in self._deferred.items():
+            self._connection.executemany(sql, rows)
+        self._deferred.clear()
 
     def next_seq(self) -> int:
         """The next event sequence number: gap-free, in commit order."""
@@ -199,6 +213,7 @@ class Committer:
                 except Exception as error:
                     connection.rollback()
                     return [], (index, error)
+            tx.flush_deferred()
             if tx.seq != start:
                 connection.execute("UPDATE t0_counters SET value = ? WHERE name = 'seq'", (tx.seq,))
             self._backend.before_commit(connection)

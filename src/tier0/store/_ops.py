@@ -359,23 +359,26 @@ def _make_room(tx: WriteTx, bucket: str, key: str, versioning: str, current: Any
     Outside 'Enabled', the ``null`` version is replaced (dropped); any other
     current version merely stops being the latest.
     """
-    if versioning != "Enabled":
+    if versioning == "Unversioned":
+        null_row = current  # an unversioned bucket holds only the null version
+    elif versioning == "Suspended":
         null_row = tx.query_one(
             f"SELECT {VERSION_COLUMNS} FROM t0_versions WHERE bucket = ? AND key = ? AND version_id = ?",
             (bucket, key, NULL_VERSION),
         )
-        if null_row is not None:
-            _drop(tx, null_row)
-            if current is not None and current[0] == null_row[0]:
-                current = None
+    else:
+        null_row = None
+    if null_row is not None:
+        _drop(tx, null_row)
+        if current is not None and current[0] == null_row[0]:
+            current = None
     if current is not None:
         tx.execute("UPDATE t0_versions SET is_latest = 0 WHERE seq = ?", (current[0],))
     return tx.next_seq()
 
 
 def _drop(tx: WriteTx, row: Any) -> None:
-    manifest = tx.query_one("SELECT manifest FROM t0_versions WHERE seq = ?", (row[0],))[0]
-    tx.execute("DELETE FROM t0_versions WHERE seq = ?", (row[0],))
+    manifest = tx.query_one("DELETE FROM t0_versions WHERE seq = ? RETURNING manifest", (row[0],))[0]
     if manifest is not None:
         counts = collections.Counter(Manifest.decode(bytes(manifest)).hashes)
         tx.executemany(
@@ -436,7 +439,7 @@ def _event(
     decision: Decision,
     detail: dict[str, Any],
 ) -> None:
-    tx.execute(
+    tx.defer(
         _INSERT_EVENT,
         (
             seq,
