@@ -183,4 +183,6 @@ def load_json(value: Any) -> Any:
 
 def dump_json(value: Any) -> str:
     """Encode a JSON column canonically (sorted keys, compact)."""
+    if not value and isinstance(value, dict):
+        return "{}"  # the common case, on every put: skip the encoder
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

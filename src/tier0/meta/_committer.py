@@ -41,6 +41,8 @@ class WriteTx:
         self._connection = connection
         self._seq = seq
         self._deferred: dict[str, list[Params]] = {}
+        #: Values operations may cache for the rest of the transaction (e.g. bucket rows).
+        self.memo: dict[Any, Any] = {}
         #: The time of this batch, identical for every operation in it.
         self.now_us = now_us
 

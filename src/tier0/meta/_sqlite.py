@@ -63,7 +63,10 @@ class SQLiteConnection(Connection):
             f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
             "PRAGMA journal_mode = WAL",
             "PRAGMA synchronous = FULL",
-            "PRAGMA wal_autocheckpoint = 1000",
+            # Checkpoint every 32 MiB of WAL rather than SQLite's 4 MiB: each
+            # checkpoint fsyncs the database file, and small-object ingest
+            # measured faster with fewer of them (see benchmarks/).
+            "PRAGMA wal_autocheckpoint = 8192",
             "PRAGMA foreign_keys = OFF",
             # LIKE is case-sensitive in SQL (and PostgreSQL), and only then can
             # SQLite answer `key LIKE 'prefix%'` from the (bucket, key) index.

@@ -117,10 +117,22 @@ class Condition:
 
 
 def bucket_row(tx: WriteTx, bucket: str) -> tuple[str, Versioning]:
+    """(owner, versioning) of ``bucket``, cached for the rest of the transaction.
+
+    Operations that change a bucket drop the cached row (``_forget_bucket``).
+    """
+    cached = tx.memo.get(("bucket", bucket))
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     row = tx.query_one("SELECT owner, versioning FROM t0_buckets WHERE name = ?", (bucket,))
     if row is None:
         raise NoSuchBucket(f"bucket {bucket!r} does not exist")
+    tx.memo[("bucket", bucket)] = (row[0], row[1])
     return row[0], row[1]
+
+
+def _forget_bucket(tx: WriteTx, bucket: str) -> None:
+    tx.memo.pop(("bucket", bucket), None)
 
 
 def create_bucket(tx: WriteTx, bucket: str, owner: str, decision: Decision) -> None:
@@ -143,6 +155,7 @@ def delete_bucket(tx: WriteTx, bucket: str, decision: Decision) -> None:
             f"bucket {bucket!r} still holds versions or delete markers: delete them first"
         )
     tx.execute("DELETE FROM t0_buckets WHERE name = ?", (bucket,))
+    _forget_bucket(tx, bucket)
     _event(tx, tx.next_seq(), "BucketRemoved", bucket, "", None, None, None, decision, {})
     Authorizer.record_in(tx, decision)
 
@@ -154,6 +167,7 @@ def set_versioning(tx: WriteTx, bucket: str, status: Versioning, decision: Decis
         )
     bucket_row(tx, bucket)
     tx.execute("UPDATE t0_buckets SET versioning = ? WHERE name = ?", (status, bucket))
+    _forget_bucket(tx, bucket)
     _event(
         tx, tx.next_seq(), "BucketVersioning:" + status, bucket, "", None, None, None, decision, {}
     )
