@@ -392,7 +392,9 @@ def _make_room(tx: WriteTx, bucket: str, key: str, versioning: str, current: Any
 
 
 def _drop(tx: WriteTx, row: Any) -> None:
-    manifest = tx.query_one("DELETE FROM t0_versions WHERE seq = ? RETURNING manifest", (row[0],))[0]
+    manifest = tx.query_one("DELETE FROM t0_versions WHERE seq = ? RETURNING manifest", (row[0],))[
+        0
+    ]
     if manifest is not None:
         counts = collections.Counter(Manifest.decode(bytes(manifest)).hashes)
         tx.executemany(
