@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS t0_counters (
 );
 CREATE TABLE IF NOT EXISTS t0_buckets (
     name {text} PRIMARY KEY,
-    owner TEXT NOT NULL,
+    owner {text} NOT NULL,
     versioning TEXT NOT NULL,
     created_us BIGINT NOT NULL
 );
@@ -51,20 +51,20 @@ CREATE TABLE IF NOT EXISTS t0_versions (
     seq BIGINT PRIMARY KEY,
     bucket {text} NOT NULL,
     key {text} NOT NULL,
-    version_id TEXT NOT NULL,
+    version_id {text} NOT NULL,
     is_latest SMALLINT NOT NULL,
     is_delete_marker SMALLINT NOT NULL,
     size BIGINT NOT NULL,
     stored_bytes BIGINT NOT NULL,
-    etag TEXT NOT NULL,
-    content_type TEXT NOT NULL,
+    etag {text} NOT NULL,
+    content_type {text} NOT NULL,
     created_us BIGINT NOT NULL,
     modified_us BIGINT NOT NULL,
-    owner TEXT NOT NULL,
+    owner {text} NOT NULL,
     metadata {json} NOT NULL,
     tags {json} NOT NULL,
     headers {json} NOT NULL,
-    checksum TEXT NOT NULL,
+    checksum {text} NOT NULL,
     inline_data {blob},
     manifest {blob}
 );
@@ -83,22 +83,22 @@ CREATE INDEX IF NOT EXISTS t0_chunks_unreferenced ON t0_chunks (updated_us)
     WHERE refcount = 0;
 CREATE TABLE IF NOT EXISTS t0_events (
     seq BIGINT PRIMARY KEY,
-    type TEXT NOT NULL,
+    type {text} NOT NULL,
     bucket {text} NOT NULL,
     key {text} NOT NULL,
-    version_id TEXT,
+    version_id {text},
     size BIGINT,
-    etag TEXT,
-    principal TEXT NOT NULL,
+    etag {text},
+    principal {text} NOT NULL,
     time_us BIGINT NOT NULL,
     detail {json} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS t0_principals (
     id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
+    name {text} NOT NULL UNIQUE,
+    kind {text} NOT NULL,
     created_us BIGINT NOT NULL,
-    created_by TEXT NOT NULL
+    created_by {text} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS t0_credentials (
     access_key TEXT PRIMARY KEY,
@@ -119,18 +119,23 @@ CREATE INDEX IF NOT EXISTS t0_grants_principal ON t0_grants (principal_id);
 CREATE TABLE IF NOT EXISTS t0_audit (
     id {autoid},
     time_us BIGINT NOT NULL,
-    principal TEXT NOT NULL,
-    action TEXT NOT NULL,
-    resource TEXT NOT NULL,
+    principal {text} NOT NULL,
+    action {text} NOT NULL,
+    resource {text} NOT NULL,
     allowed SMALLINT NOT NULL,
-    reason TEXT NOT NULL
+    reason {text} NOT NULL
 );
 """
 
 # The timestamp expression differs; everything else in the views is shared.
+# Millisecond precision, computed with integers on both engines so that the
+# same instant prints the same on both (floating point would round either way).
 _TIMESTAMP: Final = {
-    "sqlite": "strftime('%Y-%m-%d %H:%M:%f', {col} / 1000000.0, 'unixepoch')",
-    "postgres": "(to_timestamp({col} / 1000000.0) AT TIME ZONE 'UTC')",
+    "sqlite": (
+        "(strftime('%Y-%m-%d %H:%M:%S', {col} / 1000000, 'unixepoch')"
+        " || printf('.%03d', ({col} / 1000) % 1000))"
+    ),
+    "postgres": "(to_timestamp(({col} / 1000) / 1000.0) AT TIME ZONE 'UTC')",
 }
 
 _VIEWS: Final = """
