@@ -1,34 +1,28 @@
-"""Read-only SQL over the live catalog, in one dialect whatever the backend.
+"""The catalog's SQL dialect: what a query may say, and how it reaches each engine.
 
 Users write PostgreSQL-flavoured SQL against the catalog views (``objects``,
 ``versions``, ``buckets``, ``events``, ``principals``, ``audit``). A query is
 parsed with sqlglot, checked against an allowlist of the grammar, rewritten
-for the caller's bucket visibility, and generated for the backend's engine.
-Read-only holds three times over: the allowlist admits one SELECT and no
-function that reaches outside the catalog; every relation must be a catalog
-view or one of the query's own CTEs; and the engine refuses writes anyway
-(SQLite's ``query_only``, PostgreSQL's ``READ ONLY`` transaction).
+for the caller's bucket visibility, and generated for the backend's engine
+(`compile_plan`). Read-only holds three times over: the allowlist admits one
+SELECT and no function that reaches outside the catalog; every relation must be
+a catalog view or one of the query's own CTEs; and the engine refuses writes
+anyway (SQLite's ``query_only``, PostgreSQL's ``READ ONLY`` transaction; see
+`tier0.catalog._catalog`).
 
-Both backends return equal Python values for the same data: times are UTC text
-``'YYYY-MM-DD HH:MM:SS.mmm'`` (milliseconds, the views' precision on SQLite),
-dates ``'YYYY-MM-DD'``, JSON decoded (objects are dicts), booleans ``0``/``1``,
-numbers ``int`` where the SQL type is integral (``count``, ``sum`` of integers,
-which is an integer on PostgreSQL too) and ``float`` otherwise (``avg``).
+On SQLite, what the engine lacks is spelled with what it has: times through
+``strftime``, intervals as date modifiers, ``->``/``->>`` and a few string
+functions through the Python functions of `tier0.catalog._sqlite_functions`.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import sqlite3
-import threading
-import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Final
+from typing import Final
 
 from sqlglot import TokenType, exp
 from sqlglot.dialects.postgres import Postgres
@@ -36,19 +30,11 @@ from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
-from tier0.errors import (
-    CatalogError,
-    InvalidArgument,
-    MetaUnavailable,
-    QueryTimeout,
-    SQLNotAllowed,
-    SQLSyntaxError,
-)
-from tier0.meta import CATALOG_VIEWS, MetaBackend, SQLiteBackend
+from tier0.errors import SQLNotAllowed, SQLSyntaxError
+from tier0.meta import CATALOG_VIEWS
 
 QUERY_CHARS_MAX: Final = 100_000
-_SQLITE_PROGRESS_OPS: Final = 1000  # VM steps between deadline checks, a few µs
-_JSON_COLUMNS: Final = frozenset({"metadata", "tags", "detail"})
+JSON_COLUMNS: Final = frozenset({"metadata", "tags", "detail"})
 _INTEGER_COLUMNS: Final = frozenset(
     {"size", "stored_bytes", "seq", "is_latest", "is_delete_marker"}
 )
@@ -112,221 +98,55 @@ _INTERVAL_UNITS: Final = {
     "second": ("seconds", 1), "sec": ("seconds", 1),
 }  # fmt: skip
 _SQLITE_TIME: Final = "%Y-%m-%d %H:%M:%f"  # the views' own format
-_SQLITE_SYNTAX: Final = ("no such", "syntax error", "near ", "incomplete", "ambiguous", "misuse",
-                         "wrong number")  # fmt: skip
 _TYPE_RULES: Final = {**Postgres.EXPRESSION_METADATA, exp.JSONExtract: {"returns": exp.DType.JSON}}
 
-Rows = list[tuple[Any, ...]]
-
 
 @dataclass(frozen=True)
-class QueryResult:
-    """What a query returned: its column names and at most ``rows_max`` rows."""
+class Plan:
+    """A checked query, generated for one engine; immutable, so plans can be shared."""
 
-    columns: list[str]
-    rows: Rows
-    #: More than ``rows_max`` rows existed; the rest were never read.
-    truncated: bool
-
-    def to_dicts(self) -> list[dict[str, Any]]:
-        """One dict per row; of two columns with one name, the later wins."""
-        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
-
-
-@dataclass(frozen=True)
-class _Plan:
     sql: str  # in the backend's dialect
     json_columns: frozenset[int] | None  # result positions holding JSON; None: tell by name
 
 
-@dataclass(eq=False)
-class _Running:
-    deadline_s: float  # on time.monotonic()
-    cancelled: bool = False
-    pid: int | None = None  # the PostgreSQL server process, while it runs the query
-    interrupt: Callable[[], None] | None = None  # SQLite's, for work between handler calls
+def compile_plan(
+    sql: str,
+    visible: frozenset[str] | None,
+    *,
+    dialect: str,
+    view_columns: Callable[[], dict[str, list[str]]],
+) -> Plan:
+    """Check ``sql`` and generate it for ``dialect`` (``"sqlite"`` or ``"postgres"``).
 
-    def stop_requested(self) -> bool:
-        return self.cancelled or time.monotonic() > self.deadline_s
+    ``visible`` None is root; otherwise every view reads only rows of those
+    buckets. ``view_columns`` gives each catalog view's columns, for type
+    inference; it is called only for a query that passes the checks. Raises
+    `SQLSyntaxError` (bad SQL, unknown column or function, too long) or
+    `SQLNotAllowed` (a write, a relation outside the catalog, a system function).
 
-
-class Catalog:
-    """SQL over one metadata backend's catalog views; safe to share between threads.
-
-    >>> Catalog(backend).query("SELECT bucket, count(*) FROM objects GROUP BY 1").rows
-    [('logs', 12), ('photos', 3)]
+    >>> views = lambda: {"objects": ["bucket", "key", "size"]}
+    >>> compile_plan("SELECT count(*) FROM objects", None, dialect="sqlite", view_columns=views).sql
+    'SELECT COUNT(*) AS "count" FROM objects'
     """
-
-    def __init__(
-        self, backend: MetaBackend, *, timeout_s: float = 30.0, rows_max: int = 100_000
-    ) -> None:
-        _check_limits(timeout_s, rows_max)
-        self._backend = backend
-        self._timeout_s = timeout_s
-        self._rows_max = rows_max
-        self._lock = threading.Lock()
-        self._running: set[_Running] = set()
-        self._local = threading.local()  # SQLite: a read-only connection per thread
-        self._connections: list[Any] = []
-        self._views: dict[str, list[str]] | None = None  # their columns, for type inference
-        self._closed = False
-
-    def query(
-        self,
-        sql: str,
-        *,
-        visible_buckets: Collection[str] | None = None,
-        timeout_s: float | None = None,
-        rows_max: int | None = None,
-    ) -> QueryResult:
-        """Run one SELECT and return its rows, normalised as the module doc says.
-
-        ``visible_buckets`` None is root. Otherwise rows of other buckets do not
-        exist anywhere in the query, and ``principals``/``audit`` are refused.
-        Raises `SQLSyntaxError` (bad SQL, unknown column or function),
-        `SQLNotAllowed` (a write, a relation outside the catalog, a system
-        function), `QueryTimeout` (past ``timeout_s``), `CatalogError`
-        (cancelled, or failed on a value, like a division by zero on PostgreSQL).
-        """
-        timeout_s = self._timeout_s if timeout_s is None else timeout_s
-        rows_max = self._rows_max if rows_max is None else rows_max
-        _check_limits(timeout_s, rows_max)
-        if self._closed:
-            raise CatalogError("the catalog is closed")
-        if isinstance(visible_buckets, str):  # would read as the set of its letters
-            raise InvalidArgument("visible_buckets is a collection of bucket names, not a name")
-        plan = self._compile(sql, None if visible_buckets is None else frozenset(visible_buckets))
-        running = _Running(time.monotonic() + timeout_s)
-        with self._lock:
-            self._running.add(running)
-        try:
-            run = self._run_sqlite if self._backend.dialect == "sqlite" else self._run_postgres
-            columns, rows = run(plan.sql, running, rows_max, timeout_s)
-        finally:
-            with self._lock:
-                self._running.discard(running)
-        json_columns = plan.json_columns
-        if json_columns is None:
-            json_columns = frozenset(i for i, c in enumerate(columns) if c in _JSON_COLUMNS)
-        as_json = _json_from_text if self._backend.dialect == "sqlite" else _json
-        decode = [as_json if i in json_columns else _scalar for i in range(len(columns))]
-        result = [tuple(f(v) for f, v in zip(decode, row, strict=True)) for row in rows[:rows_max]]
-        return QueryResult(columns, result, truncated=len(rows) > rows_max)
-
-    def cancel_all(self) -> None:
-        """Stop every query running now; each raises `CatalogError` to its caller."""
-        with self._lock:  # held while cancelling, so that no pid serves another statement
-            for running in self._running:
-                running.cancelled = True  # seen by SQLite's progress handler
-                if running.interrupt is not None:
-                    running.interrupt()  # a no-op once the statement is done
-            pids = [running.pid for running in self._running if running.pid is not None]
-            if pids:
-                with self._backend.reader() as connection:
-                    for pid in pids:
-                        connection.execute("SELECT pg_cancel_backend(?)", (pid,))
-
-    def close(self) -> None:
-        """Close this catalog's own connections; later queries raise `CatalogError`."""
-        self._closed = True
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            connection.close()
-
-    def _compile(self, sql: str, visible: frozenset[str] | None) -> _Plan:
-        if len(sql) > QUERY_CHARS_MAX:
-            raise SQLSyntaxError(f"the query is longer than {QUERY_CHARS_MAX} characters")
-        try:
-            tree = _parse(sql)
-            _check_nodes(tree)
-            _check_relations(tree, frozenset(), visible)
-            for select in tree.find_all(exp.Select):
-                _name_outputs(select)
-            json_columns, integer_sums = _infer_types(tree, self._view_columns())
-            if self._backend.dialect == "sqlite":
-                _to_sqlite(tree)
-            else:
-                _bigint_sums(tree, integer_sums)
-            text = tree.sql(dialect=self._backend.dialect, unsupported_level=ErrorLevel.RAISE)
-        except SqlglotError as error:
-            raise SQLSyntaxError(f"not supported by catalog SQL: {error}") from error
-        except RecursionError as error:
-            raise SQLSyntaxError("the query is nested too deeply") from error
-        return _Plan(text, json_columns)
-
-    def _view_columns(self) -> dict[str, list[str]]:
-        if self._views is None:
-            with self._backend.reader() as connection:
-                cursors: dict[str, Any] = {
-                    v: connection.execute(f"SELECT * FROM {v} LIMIT 0") for v in CATALOG_VIEWS
-                }
-                self._views = {v: [d[0] for d in c.description] for v, c in cursors.items()}
-        return self._views
-
-    def _run_sqlite(
-        self, sql: str, running: _Running, rows_max: int, timeout_s: float
-    ) -> tuple[list[str], Rows]:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            assert isinstance(self._backend, SQLiteBackend)
-            connection = self._backend.read_only_connection()
-            for name, arity, function in _SQLITE_FUNCTIONS:
-                connection.raw.create_function(name, arity, function, deterministic=True)
-            self._local.connection = connection
-            with self._lock:
-                self._connections.append(connection)
-        connection.raw.set_progress_handler(running.stop_requested, _SQLITE_PROGRESS_OPS)
-        running.interrupt = connection.raw.interrupt
-        cursor: Any = None
-        try:
-            cursor = connection.execute(sql)
-            # sqlite3 steps lazily: rows past rows_max + 1 are never computed.
-            return [d[0] for d in cursor.description], cursor.fetchmany(rows_max + 1)
-        except sqlite3.Error as error:
-            raise _engine_error(error, running, timeout_s) from error
-        finally:
-            if cursor is not None:
-                cursor.close()  # ends the read transaction, so the WAL can checkpoint
-            connection.raw.set_progress_handler(None, 0)
-
-    def _run_postgres(
-        self, sql: str, running: _Running, rows_max: int, timeout_s: float
-    ) -> tuple[list[str], Rows]:
-        import psycopg
-
-        timeout_ms = max(1, int((running.deadline_s - time.monotonic()) * 1000))
-        with self._backend.reader() as connection:
-            connection.execute("BEGIN READ ONLY")
-            try:
-                # SET LOCAL by function: one round trip, which also tells cancel_all the pid.
-                settings = (
-                    "set_config('statement_timeout', ?, true), set_config('TimeZone', 'UTC', true)"
-                )
-                row = connection.query_one(
-                    f"SELECT pg_backend_pid(), {settings}", (str(timeout_ms),)
-                )
-                with self._lock:
-                    running.pid = row[0]
-                # Through a cursor, so that no more than rows_max + 1 rows leave the server.
-                connection.execute(f"DECLARE t0_catalog NO SCROLL CURSOR FOR {sql}")
-                cursor: Any = connection.execute(f"FETCH FORWARD {rows_max + 1} FROM t0_catalog")
-                return [d[0] for d in cursor.description], cursor.fetchall()
-            except psycopg.Error as error:
-                raise _engine_error(error, running, timeout_s) from error
-            except MetaUnavailable as error:  # the backend files a cancel as operational
-                if isinstance(error.__cause__, psycopg.errors.QueryCanceled):
-                    raise _stopped(running, timeout_s) from error
-                raise
-            finally:
-                with self._lock:
-                    running.pid = None  # before the connection can serve anyone else
-                connection.rollback()
-
-
-def _check_limits(timeout_s: float, rows_max: int) -> None:
-    if not timeout_s > 0 or rows_max < 0:
-        raise InvalidArgument(f"need timeout_s > 0 and rows_max >= 0, not {timeout_s}, {rows_max}")
+    if len(sql) > QUERY_CHARS_MAX:
+        raise SQLSyntaxError(f"the query is longer than {QUERY_CHARS_MAX} characters")
+    try:
+        tree = _parse(sql)
+        _check_nodes(tree)
+        _check_relations(tree, frozenset(), visible)
+        for select in tree.find_all(exp.Select):
+            _name_outputs(select)
+        json_columns, integer_sums = _infer_types(tree, view_columns())
+        if dialect == "sqlite":
+            _to_sqlite(tree)
+        else:
+            _bigint_sums(tree, integer_sums)
+        text = tree.sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE)
+    except SqlglotError as error:
+        raise SQLSyntaxError(f"not supported by catalog SQL: {error}") from error
+    except RecursionError as error:
+        raise SQLSyntaxError("the query is nested too deeply") from error
+    return Plan(text, json_columns)
 
 
 # --- checking and rewriting the query ------------------------------------------------------
@@ -487,7 +307,7 @@ def _infer_types(
         node.meta["t0_sum"] = number
     schema: dict[str, object] = {
         view: {
-            c: "JSON" if c in _JSON_COLUMNS else "BIGINT" if c in _INTEGER_COLUMNS else "TEXT"
+            c: "JSON" if c in JSON_COLUMNS else "BIGINT" if c in _INTEGER_COLUMNS else "TEXT"
             for c in columns
         }
         for view, columns in views.items()
@@ -584,144 +404,3 @@ def _json_key(path: exp.Expr) -> exp.Expr:
     if len(steps) == 1 and isinstance(steps[0], exp.JSONPathSubscript):
         return exp.Literal.number(steps[0].this)
     raise SQLSyntaxError("a JSON path takes one key per arrow: write metadata->'a'->>'b'")
-
-
-# --- SQLite functions, with PostgreSQL's semantics. Each is linear in its input:
-# the progress handler cannot interrupt a function call, so none may run long. -----------
-
-
-def _starts_with(text: Any, prefix: Any) -> int | None:
-    return None if text is None or prefix is None else int(str(text).startswith(str(prefix)))
-
-
-def _split_part(text: Any, delimiter: Any, n: Any) -> str | None:
-    if text is None or delimiter is None or not isinstance(n, int) or n == 0:
-        return None
-    parts = str(text).split(str(delimiter)) if delimiter != "" else [str(text)]
-    index = n - 1 if n > 0 else len(parts) + n  # negative n counts from the end
-    return parts[index] if 0 <= index < len(parts) else ""
-
-
-def _concat(*values: Any) -> str:  # SQLite has concat() from 3.44 only
-    return "".join(str(value) for value in values if value is not None)
-
-
-@lru_cache(maxsize=256)  # one document is read by several operators in turn
-def _load_json(text: str) -> Any:
-    return json.loads(text)
-
-
-_MISSING: Final = object()
-
-
-def _json_step(document: Any, key: Any) -> Any:
-    """``document -> key`` as PostgreSQL reads it, or `_MISSING` (SQL NULL)."""
-    try:
-        value = _load_json(document) if isinstance(document, str) else _MISSING
-    except (ValueError, RecursionError):
-        return _MISSING
-    if isinstance(value, dict) and isinstance(key, str):
-        return value.get(key, _MISSING)
-    if isinstance(value, list) and isinstance(key, int) and -len(value) <= key < len(value):
-        return value[key]
-    return _MISSING
-
-
-def _json_get(document: Any, key: Any) -> str | None:
-    value = _json_step(document, key)
-    return None if value is _MISSING else json.dumps(value, ensure_ascii=False)
-
-
-def _json_text(document: Any, key: Any) -> str | None:
-    value = _json_step(document, key)
-    if value is _MISSING or value is None:
-        return None
-    return value if isinstance(value, str) else _jsonb_text(value)
-
-
-def _jsonb_text(value: Any) -> str:
-    """PostgreSQL's text for a jsonb value: keys shortest first, then bytewise."""
-    if isinstance(value, dict):
-        items = sorted(value.items(), key=lambda item: (len(item[0].encode()), item[0].encode()))
-        return (
-            "{"
-            + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {_jsonb_text(v)}" for k, v in items)
-            + "}"
-        )
-    if isinstance(value, list):
-        return "[" + ", ".join(_jsonb_text(v) for v in value) + "]"
-    return json.dumps(value, ensure_ascii=False)
-
-
-_SQLITE_FUNCTIONS: Final[list[tuple[str, int, Callable[..., Any]]]] = [
-    ("starts_with", 2, _starts_with), ("split_part", 3, _split_part), ("concat", -1, _concat),
-    ("t0_json_get", 2, _json_get), ("t0_json_text", 2, _json_text),
-]  # fmt: skip
-
-
-# --- results and errors --------------------------------------------------------------------
-
-
-def _scalar(value: Any) -> Any:
-    if value is None or type(value) in (str, int, float):
-        return value
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, Decimal):  # integral by type (sum: 5) or not (avg: 5.0000)
-        return int(value) if value.is_finite() and value.as_tuple().exponent == 0 else float(value)
-    if isinstance(value, datetime):
-        v = value.astimezone(UTC) if value.tzinfo is not None else value
-        return (
-            f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
-            f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond // 1000:03d}"
-        )
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, bytes | memoryview):
-        return bytes(value).hex()
-    return str(value)
-
-
-def _json(value: Any) -> Any:
-    return value if isinstance(value, dict | list | str | int | float | None) else _scalar(value)
-
-
-def _json_from_text(value: Any) -> Any:  # SQLite keeps JSON as text
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return _scalar(value)
-
-
-def _stopped(running: _Running, timeout_s: float) -> CatalogError:
-    if running.cancelled:
-        return CatalogError("the query was cancelled (Catalog.cancel_all)")
-    return QueryTimeout(
-        f"the query ran past its {timeout_s:g} s limit and was cancelled: "
-        "narrow it, or pass a larger timeout_s"
-    )
-
-
-def _engine_error(error: Exception, running: _Running, timeout_s: float) -> CatalogError:
-    """The engine's refusal in the error tree, with its message (not our generated SQL)."""
-    sqlstate = getattr(error, "sqlstate", None)
-    if sqlstate is None:  # sqlite3
-        message = str(error)
-        if message == "interrupted":
-            return _stopped(running, timeout_s)
-        if "readonly" in message:
-            return SQLNotAllowed(f"catalog SQL is read-only: {message}")
-        if message.startswith(_SQLITE_SYNTAX):
-            return SQLSyntaxError(message)
-        return CatalogError(f"the query failed: {message}")
-    diag = getattr(error, "diag", None)
-    message = (diag.message_primary if diag is not None else None) or str(error)
-    if sqlstate == "57014":
-        return _stopped(running, timeout_s)
-    if sqlstate in ("25006", "42501"):
-        return SQLNotAllowed(f"catalog SQL is read-only: {message}")
-    if sqlstate.startswith(("42", "0A")):
-        return SQLSyntaxError(message)
-    return CatalogError(f"the query failed: {message}")
