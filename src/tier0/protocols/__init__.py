@@ -1,0 +1,1 @@
+"""Access protocols: thin translations onto the kernel."""
