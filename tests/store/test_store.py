@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pathlib
 import threading
 
 import pytest
@@ -443,3 +444,36 @@ def test_deleted_keys_leave_no_common_prefix(t0: tier0.Tier0) -> None:
     t0.put("bkt", "kept", b"x")
     page = t0.list("bkt", delimiter="/")
     assert (page.prefixes, [o.key for o in page.objects]) == ([], ["kept"])
+
+
+def test_listing_many_common_prefixes_pages_exactly(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    directories = [f"dir{i:04d}/" for i in range(1200)]
+    for directory in directories[:1200:7]:
+        for n in range(3):
+            t0.put("bkt", f"{directory}file{n}", b"")
+    for directory in directories:
+        t0.put("bkt", f"{directory}only", b"")
+    t0.put("bkt", "top", b"")
+    seen: list[str] = []
+    start_after = None
+    pages = 0
+    while True:
+        page = t0.list("bkt", delimiter="/", start_after=start_after)
+        pages += 1
+        seen += page.prefixes + [o.key for o in page.objects]
+        if not page.truncated:
+            break
+        start_after = page.next_start_after
+    assert seen == [*directories, "top"]
+    assert pages == 2
+
+
+def test_a_closed_store_says_so(tmp_path: pathlib.Path) -> None:
+    t0 = tier0.open(tmp_path / "data")
+    t0.create_bucket("bkt")
+    t0.close()
+    with pytest.raises(tier0.MetaError, match="closed"):
+        t0.list_buckets()
+    with pytest.raises(tier0.MetaError, match="closed"):
+        t0.put("bkt", "k", b"x")

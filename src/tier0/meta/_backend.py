@@ -114,6 +114,14 @@ class MetaBackend(abc.ABC):
 
     def __init__(self) -> None:
         self.signal = ChangeSignal()
+        self.closed = False
+
+    def check_open(self) -> None:
+        """Raise MetaError if the backend was closed (a use-after-close bug in the caller)."""
+        if self.closed:
+            from tier0.errors import MetaError
+
+            raise MetaError(f"the store at {self.location} is closed: open it again to use it")
 
     @property
     @abc.abstractmethod

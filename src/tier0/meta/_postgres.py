@@ -139,6 +139,7 @@ class PostgresBackend(MetaBackend):
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[Connection]:
+        self.check_open()
         connection = self._acquire()
         try:
             yield connection
@@ -154,6 +155,7 @@ class PostgresBackend(MetaBackend):
             self._listener = _Listener(self._url, self.signal.bump)
 
     def close(self) -> None:
+        self.closed = True
         if self._listener is not None:
             self._listener.close()
             self._listener = None

@@ -139,6 +139,7 @@ class SQLiteBackend(MetaBackend):
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[Connection]:
+        self.check_open()
         # One read connection per thread: sqlite3 connections are cheap to keep
         # and must not be used by two threads at once.
         connection: SQLiteConnection | None = getattr(self._local, "reader", None)
@@ -158,6 +159,7 @@ class SQLiteBackend(MetaBackend):
             self._watcher = _DirectoryWatcher(self._directory, self.signal.bump)
 
     def close(self) -> None:
+        self.closed = True
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None

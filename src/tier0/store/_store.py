@@ -374,23 +374,26 @@ class Store:
                 rows = db.query_all(sql + " ORDER BY key LIMIT ?", (*params, want))
                 if not rows:
                     return ListPage(objects, prefixes, False, None)
-                rolled_up = False
+                rolled_into: str | None = None
                 for row in rows:
+                    key = row[2]
+                    if rolled_into is not None and key.startswith(rolled_into):
+                        continue  # under the common prefix just listed: counted once
                     if len(objects) + len(prefixes) == limit:
                         return ListPage(objects, prefixes, True, _last(objects, prefixes))
-                    key = row[2]
                     cut = key.find(delimiter, len(prefix)) if delimiter else -1
                     if cut >= 0:
-                        common = key[: cut + len(delimiter or "")]
-                        prefixes.append(common)
-                        following = prefix_successor(common)
+                        rolled_into = key[: cut + len(delimiter or "")]
+                        prefixes.append(rolled_into)
+                        following = prefix_successor(rolled_into)
                         if following is None:
                             return ListPage(objects, prefixes, False, None)
-                        cursor, inclusive, rolled_up = following, True, True
-                        break
+                        # Resume past every key under it: one seek, however many there are.
+                        cursor, inclusive = following, True
+                        continue
                     objects.append(_ops.row_to_info(row))
                     cursor, inclusive = key, False
-                if not rolled_up and len(rows) < want:
+                if len(rows) < want:
                     return ListPage(objects, prefixes, False, None)
 
     def iter_objects(self, bucket: str, *, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -456,23 +459,25 @@ class Store:
                 rows = db.query_all(sql + " ORDER BY key, seq DESC LIMIT ?", (*params, want))
                 if not rows:
                     return VersionPage(versions, prefixes, False, None, None)
-                rolled_up = False
+                rolled_into: str | None = None
                 for row in rows:
+                    key = row[2]
+                    if rolled_into is not None and key.startswith(rolled_into):
+                        continue  # under the common prefix just listed: counted once
                     if len(versions) + len(prefixes) == limit:
                         return _truncated_versions(versions, prefixes)
-                    key = row[2]
                     cut = key.find(delimiter, len(prefix)) if delimiter else -1
                     if cut >= 0:
-                        common = key[: cut + len(delimiter or "")]
-                        prefixes.append(common)
-                        following = prefix_successor(common)
+                        rolled_into = key[: cut + len(delimiter or "")]
+                        prefixes.append(rolled_into)
+                        following = prefix_successor(rolled_into)
                         if following is None:
                             return VersionPage(versions, prefixes, False, None, None)
-                        cursor_key, inclusive, after_seq, rolled_up = following, True, None, True
-                        break
+                        cursor_key, inclusive, after_seq = following, True, None
+                        continue
                     versions.append(_ops.row_to_info(row))
                     cursor_key, inclusive, after_seq = key, False, row[0]
-                if not rolled_up and len(rows) < want:
+                if len(rows) < want:
                     return VersionPage(versions, prefixes, False, None, None)
 
     # -- internals -------------------------------------------------------------------------
