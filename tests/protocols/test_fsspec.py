@@ -33,10 +33,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tier0
 from tier0.protocols.fsspec import Tier0FileSystem
-from tier0.protocols.fsspec._filesystem import _Channel
+from tier0.protocols.fsspec._file import _Channel
+from tier0.protocols.fsspec._paths import split_path, strip_protocol
 
 MiB = 1024 * 1024
 
@@ -59,6 +62,29 @@ def data_dir(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
     yield tmp_path / "shared"
     Tier0FileSystem.clear_instance_cache()
     gc.collect()
+
+
+# -- paths -----------------------------------------------------------------------------------
+
+_buckets = st.from_regex(r"[a-z0-9][a-z0-9.-]{1,20}[a-z0-9]", fullmatch=True)
+# A key segment: anything but "/" (empty segments have no fsspec path) and NUL.
+_segments = st.text(
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="/\x00"), min_size=1
+)
+
+
+@given(
+    bucket=_buckets,
+    segments=st.lists(_segments, max_size=4),
+    protocol=st.sampled_from(["", "tier0://", "tier0::"]),
+    trailing_slash=st.booleans(),
+)
+def test_a_path_strips_and_splits_back_to_its_bucket_and_key(
+    bucket: str, segments: list[str], protocol: str, trailing_slash: bool
+) -> None:
+    key = "/".join(segments)
+    path = f"{protocol}{bucket}/{key}" + ("/" if trailing_slash else "")
+    assert split_path(strip_protocol(path)) == (bucket, key)
 
 
 # -- reading and writing ---------------------------------------------------------------------

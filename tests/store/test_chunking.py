@@ -125,7 +125,7 @@ def test_iter_chunks_cuts_default_sizes_when_stream_long() -> None:
 def test_iter_chunks_memory_stays_bounded_when_stream_long() -> None:
     policy = ChunkingPolicy()
     block = os.urandom(1024 * 1024)
-    block_count = 96
+    block_count = 384
 
     def stream() -> Iterator[bytes]:
         for index in range(block_count):
@@ -139,7 +139,10 @@ def test_iter_chunks_memory_stays_bounded_when_stream_long() -> None:
     finally:
         tracemalloc.stop()
     assert total == block_count * len(block)
-    assert peak_bytes < 4 * policy.size_max_bytes
+    # The cutter holds about two maximal chunks and a source block; the margin
+    # absorbs allocations by other threads of the test process (tracemalloc
+    # sees them all). 384 MiB through 24 MiB shows the bound does not grow.
+    assert peak_bytes < 6 * policy.size_max_bytes
 
 
 @pytest.mark.parametrize(

@@ -26,14 +26,15 @@ Reading
 Writing
     ``"wb"`` and ``"xb"`` (fail if the object exists) stream: after the
     first block the bytes flow through a bounded queue to a ``put`` running
-    on its own thread, so memory stays at a few blocks whatever the size.
-    The object appears only when the file is closed successfully (or the
-    enclosing ``fs.transaction`` commits). A ``with fs.open(...)`` block
-    that raises, and a file dropped unclosed, discard the write: nothing is
-    committed. (``fsspec.open()``'s ``OpenFile`` closes, and so commits, its
-    file even when its block raises; use ``fs.transaction`` for that.)
-    Within a transaction, ``open``, ``pipe_file`` and a truncating ``touch``
-    wait for its end; copies and removals act at once. There is no append: objects are
+    on its own thread, so memory stays at a few blocks whatever the size
+    (``_file`` holds that machinery). The object appears only when the file
+    is closed successfully (or the enclosing ``fs.transaction`` commits). A
+    ``with fs.open(...)`` block that raises, and a file dropped unclosed,
+    discard the write: nothing is committed. (``fsspec.open()``'s
+    ``OpenFile`` closes, and so commits, its file even when its block
+    raises; use ``fs.transaction`` for that.) Within a transaction,
+    ``open``, ``pipe_file`` and a truncating ``touch`` wait for its end;
+    copies and removals act at once. There is no append: objects are
     written whole.
 
 Listings
@@ -50,92 +51,43 @@ The store
     collected, else at interpreter exit; a forked child opens its own. With
     ``t0=`` the caller's store is used and never closed here.
 
-Errors become builtins at this edge (``_ERRNO``): a missing bucket or key
-is ``FileNotFoundError``, an existing one ``FileExistsError``, a non-empty
-bucket ``OSError(ENOTEMPTY)``, a denial ``PermissionError``, an unreadable
-chunk ``OSError(EIO)``; the tier0 error is chained as ``__cause__``.
+Errors become builtins at this edge (the one table is in ``_paths``): a
+missing bucket or key is ``FileNotFoundError``, an existing one
+``FileExistsError``, a non-empty bucket ``OSError(ENOTEMPTY)``, a denial
+``PermissionError``, an unreadable chunk ``OSError(EIO)``; the tier0 error
+is chained as ``__cause__``.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime as dt
 import errno
-import functools
 import hashlib
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, NoReturn
 
 import fsspec
-from fsspec.spec import AbstractBufferedFile
 from fsspec.utils import stringify_path
 
 import tier0
-from tier0.errors import (
-    AccessDenied,
-    BucketAlreadyExists,
-    BucketNotEmpty,
-    ChunkError,
-    InvalidArgument,
-    InvalidRange,
-    NoSuchBucket,
-    NoSuchKey,
-    PreconditionFailed,
-    Tier0Error,
+from tier0.errors import BucketAlreadyExists, InvalidArgument, InvalidRange, NoSuchBucket, NoSuchKey
+from tier0.protocols.fsspec._file import Tier0File
+from tier0.protocols.fsspec._paths import (
+    PROTOCOL,
+    split_object_path,
+    split_path,
+    strip_protocol,
+    translate_errors,
 )
-from tier0.store import ListPage, ObjectInfo, validate_key
+from tier0.store import BucketInfo, ListPage, ObjectInfo
 
-PROTOCOL: Final = "tier0"
-#: Writes are handed to the background ``put`` in blocks of this size.
-WRITE_BLOCK_BYTES: Final = 1024 * 1024
-#: Blocks waiting for the background ``put``; a writer that gets this far ahead waits.
-WRITE_QUEUE_BLOCKS_MAX: Final = 4
-
+#: An fsspec info dict: "name", "size" and "type" ("file" or "directory"), then ours.
 Entry = dict[str, Any]
-
-# The one table from tier0 errors to POSIX errno; OSError(code, ...) picks the
-# builtin subclass (ENOENT -> FileNotFoundError, EEXIST -> FileExistsError, ...).
-# PreconditionFailed is EEXIST because the only condition asked here is "create".
-_ERRNO: Final[dict[type[Tier0Error], int]] = {
-    NoSuchBucket: errno.ENOENT,
-    NoSuchKey: errno.ENOENT,
-    BucketAlreadyExists: errno.EEXIST,
-    PreconditionFailed: errno.EEXIST,
-    BucketNotEmpty: errno.ENOTEMPTY,
-    AccessDenied: errno.EACCES,
-    ChunkError: errno.EIO,
-}
-
-
-def _as_oserror(error: Tier0Error, path: str) -> OSError | None:
-    for kind in type(error).__mro__:
-        code = _ERRNO.get(kind)
-        if code is not None:
-            return OSError(code, str(error), path)
-    return None
-
-
-@contextlib.contextmanager
-def _translated(path: str) -> Iterator[None]:
-    """Re-raise tier0 errors that have a POSIX meaning as that builtin ``OSError``."""
-    try:
-        yield
-    except Tier0Error as error:
-        translated = _as_oserror(error, path)
-        if translated is None:
-            raise
-        raise translated from error
-
-
-def _split(path: str) -> tuple[str, str]:
-    """``"bucket/some/key"`` -> ``("bucket", "some/key")``; a stripped path goes in."""
-    bucket, _, key = path.partition("/")
-    return bucket, key
 
 
 def _file_entry(info: ObjectInfo) -> Entry:
@@ -157,6 +109,18 @@ def _directory_entry(name: str) -> Entry:
     return {"name": name, "size": 0, "type": "directory"}
 
 
+def _bucket_entry(info: BucketInfo) -> Entry:
+    return _directory_entry(info.name) | {"created": info.created}
+
+
+def _entry_time(entry: Entry, field: str, path: str) -> dt.datetime:
+    """``entry[field]``; IsADirectoryError when absent (a directory below a bucket has no time)."""
+    if field not in entry:
+        raise IsADirectoryError(errno.EISDIR, "a directory below a bucket has no time", path)
+    time: dt.datetime = entry[field]
+    return time
+
+
 class _SharedStores:
     """The ``Tier0`` each (data directory, metadata URL) opened in this process, counted by user."""
 
@@ -165,6 +129,7 @@ class _SharedStores:
         self._open: dict[tuple[Path, str | None], tuple[tier0.Tier0, int]] = {}
 
     def acquire(self, data: Path, meta: str | None) -> tier0.Tier0:
+        """The store of ``data``, opened on first use; pair each call with one ``release``."""
         with self._lock:
             entry = self._open.get((data, meta))
             # Opened under the lock: two threads asking at once get one store.
@@ -173,6 +138,7 @@ class _SharedStores:
             return store
 
     def release(self, data: Path, meta: str | None, store: tier0.Tier0) -> None:
+        """Drop one user of ``store``; the last one closes it."""
         with self._lock:
             entry = self._open.get((data, meta))
             if entry is None or entry[0] is not store:
@@ -194,253 +160,6 @@ class _SharedStores:
 _stores = _SharedStores()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_stores.forget)
-
-
-class _Aborted(Exception):
-    """Raised into a background ``put`` to make it fail, so that it commits nothing."""
-
-
-class _Channel:
-    """A bounded single-producer, single-consumer queue of blocks that either side can end.
-
-    ``queue.Queue`` cannot wake a producer blocked on a full queue when the
-    consumer dies, and that producer would hang; here ``hang_up`` wakes it.
-    """
-
-    def __init__(self, blocks_max: int) -> None:
-        self._blocks: collections.deque[bytes] = collections.deque()
-        self._blocks_max = blocks_max
-        self._changed = threading.Condition()
-        self._closed = False  # the producer sent everything
-        self._aborted = False  # the producer gave up: the consumer must fail
-        self._hung_up = False  # the consumer stopped reading
-
-    def send(self, block: bytes) -> bool:
-        """Queue ``block``, waiting while the queue is full; False if the consumer is gone."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._hung_up or len(self._blocks) < self._blocks_max)
-            if self._hung_up:
-                return False
-            self._blocks.append(block)
-            self._changed.notify_all()
-            return True
-
-    def receive(self) -> Iterator[bytes]:
-        """The blocks in order, until ``close``; raises ``_Aborted`` after ``abort``."""
-        while True:
-            with self._changed:
-                self._changed.wait_for(lambda: self._blocks or self._closed or self._aborted)
-                if self._aborted:
-                    raise _Aborted("the writer discarded this object")
-                if not self._blocks:
-                    return
-                block = self._blocks.popleft()
-                self._changed.notify_all()
-            yield block
-
-    def close(self) -> None:
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-
-    def abort(self) -> None:
-        with self._changed:
-            self._aborted = True
-            self._blocks.clear()
-            self._changed.notify_all()
-
-    def hang_up(self) -> None:
-        with self._changed:
-            self._hung_up = True
-            self._blocks.clear()
-            self._changed.notify_all()
-
-
-class _StreamingPut:
-    """A ``put`` on its own thread, fed block by block; it commits on ``finish`` only."""
-
-    def __init__(self, put: Callable[[Iterator[bytes]], ObjectInfo], *, blocks_max: int) -> None:
-        self._channel = _Channel(blocks_max)
-        self._put = put
-        self._result: ObjectInfo | None = None
-        self._error: BaseException | None = None
-        # A daemon: a write abandoned without close must not keep the interpreter alive.
-        self._thread = threading.Thread(target=self._run, name="tier0-fsspec-put", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._result = self._put(self._channel.receive())
-        except BaseException as error:
-            self._error = error
-        finally:
-            self._channel.hang_up()
-
-    def send(self, block: bytes) -> None:
-        """Hand over ``block``; raises the ``put``'s error if it has failed."""
-        if not self._channel.send(block):
-            self._thread.join()
-            assert self._error is not None, "a put ends early only by failing"
-            raise self._error
-
-    def finish(self) -> ObjectInfo:
-        """End the stream and wait for the commit; raises what the ``put`` raised."""
-        self._channel.close()
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None
-        return self._result
-
-    def abort(self, *, wait: bool) -> None:
-        """Make the ``put`` fail (nothing is committed); ``wait`` for its thread to end."""
-        self._channel.abort()
-        if wait and threading.current_thread() is not self._thread:
-            self._thread.join()
-
-
-class Tier0File(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is untyped
-    """An object opened through fsspec: ``"rb"``, ``"wb"`` or ``"xb"``.
-
-    Raises IsADirectoryError for a bucket or directory path, FileNotFoundError
-    for a missing object (reading) or bucket (writing), FileExistsError for
-    ``"xb"`` on an existing object.
-    """
-
-    fs: Tier0FileSystem
-
-    def __init__(
-        self,
-        fs: Tier0FileSystem,
-        path: str,
-        mode: str = "rb",
-        block_size: int | str | None = None,
-        autocommit: bool = True,
-        cache_type: str = "readahead",
-        cache_options: dict[str, Any] | None = None,
-        *,
-        content_type: str | None = None,
-        metadata: dict[str, str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self._stream: _StreamingPut | None = None
-        self._tail: bytes | None = None  # the whole object, when it fit in one block
-        self._done = False  # committed or discarded
-        self._bucket, self._key = _split(path)
-        if not self._key:
-            raise IsADirectoryError(errno.EISDIR, "a bucket is a directory; open bucket/key", path)
-        if mode not in ("rb", "wb", "xb"):
-            raise ValueError(
-                f"mode {mode!r} is not supported: objects are written whole, with no append;"
-                " open 'rb', 'wb' or 'xb'"
-            )
-        if mode == "rb":
-            details = fs.info(path)
-            if details["type"] != "file":
-                raise IsADirectoryError(errno.EISDIR, "is a directory", path)
-            self._details = details
-            super().__init__(
-                fs, path, mode, block_size or "default", autocommit, cache_type, cache_options,
-                size=details["size"], **kwargs,
-            )  # fmt: skip
-            return
-        validate_key(self._key)  # a bad name fails here, not after the bytes are sent
-        self._put_options: dict[str, Any] = {"content_type": content_type, "metadata": metadata}
-        if mode == "xb":
-            # Checked again, atomically, at commit: another writer may come first.
-            self._put_options["if_none_match"] = "*"
-        # Fail at open, not at close, where we can tell. A principal may be
-        # allowed to write without being allowed to look: then the put decides.
-        with contextlib.suppress(PermissionError):
-            with _translated(path):
-                fs.t0.head_bucket(self._bucket)
-            if mode == "xb" and fs.isfile(path):
-                raise FileExistsError(errno.EEXIST, "the object exists", path)
-        super().__init__(
-            fs, path, mode, block_size or WRITE_BLOCK_BYTES, autocommit, cache_type, cache_options,
-            **kwargs,
-        )  # fmt: skip
-
-    # -- reading ---------------------------------------------------------------------------
-
-    def _fetch_range(self, start: int, end: int) -> bytes:
-        if start >= self.size or end <= start:
-            return b""
-        info = self.details
-        with (
-            _translated(self.path),
-            self.fs.t0.get(
-                self._bucket, self._key, version_id=info["version_id"],
-                offset=start, length=end - start,
-            ) as reader,
-        ):  # fmt: skip
-            if reader.info.etag != info["etag"]:
-                raise OSError(errno.ESTALE, "the object changed while open; reopen it", self.path)
-            return reader.read()
-
-    # -- writing ---------------------------------------------------------------------------
-
-    def _upload_chunk(self, final: bool = False) -> bool:
-        block = self.buffer.getvalue()
-        with _translated(self.path):
-            if self._stream is None and final:
-                self._tail = block  # small enough for one plain put
-            else:
-                if self._stream is None:
-                    # The thread gets the store, not this file: were it to hold the
-                    # file, a file dropped unclosed would never be collected, and
-                    # its thread would wait for blocks forever.
-                    put = functools.partial(
-                        self.fs.t0.put, self._bucket, self._key, **self._put_options
-                    )
-                    self._stream = _StreamingPut(put, blocks_max=WRITE_QUEUE_BLOCKS_MAX)
-                if block:
-                    self._stream.send(block)
-        if final and self.autocommit:
-            self.commit()
-        return True
-
-    def commit(self) -> None:
-        """Make the written bytes the object's current version (once; after ``close``)."""
-        if self._done:
-            return
-        self._done = True
-        with _translated(self.path):
-            if self._stream is not None:
-                self._stream.finish()
-            else:
-                self.fs.t0.put(self._bucket, self._key, self._tail or b"", **self._put_options)
-        self._tail = None
-
-    def discard(self) -> None:
-        """Drop what was written; the object stays as it was."""
-        if self._done:
-            return
-        self._done = True
-        self._tail = None
-        if self._stream is not None:
-            self._stream.abort(wait=True)
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is not None and self.writable():
-            # The block failed, so what it wrote is incomplete: never commit it.
-            self.discard()
-            self.closed = True
-            return
-        self.close()
-
-    def __del__(self) -> None:
-        # ``mode`` is missing when __init__ raised early.
-        if getattr(self, "mode", "rb") != "rb" and not self.closed:
-            # Unclosed, so unfinished. (Python's own files flush here, but a
-            # truncated object that looks whole is worse than none.) Do not
-            # wait: the collector may run on any thread, the put's included.
-            self._done = True
-            if self._stream is not None:
-                self._stream.abort(wait=False)
-            self.closed = True
-            return
-        super().__del__()
 
 
 class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspec is untyped
@@ -500,16 +219,15 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
 
     @property
     def fsid(self) -> str:
+        """The same for every filesystem over one data directory."""
         return f"tier0:{self._data or self._t0.data_dir}"
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
+        """fsspec's hook: ``strip_protocol`` of a path, or of each path in a list."""
         if isinstance(path, list):
             return [cls._strip_protocol(p) for p in path]
-        text = stringify_path(path)
-        for marker in (f"{PROTOCOL}://", f"{PROTOCOL}::"):
-            text = text.removeprefix(marker)
-        return text.strip("/")
+        return strip_protocol(path)
 
     def invalidate_cache(self, path: str | None = None) -> None:
         """Nothing is cached (listings come live from the catalog); kept for fsspec's callers."""
@@ -523,11 +241,9 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
         Raises FileNotFoundError when ``path`` is neither.
         """
         path = self._strip_protocol(path)
-        bucket, key = _split(path)
+        bucket, key = split_path(path)
         if not bucket:
-            entries = [
-                _directory_entry(b.name) | {"created": b.created} for b in self.t0.list_buckets()
-            ]
+            entries = [_bucket_entry(each) for each in self.t0.list_buckets()]
         else:
             entries = self._list_directory(path, bucket, key)
         return entries if detail else [entry["name"] for entry in entries]
@@ -536,7 +252,7 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
         prefix = f"{key}/" if key else ""
         entries: list[Entry] = []
         marked = False  # a "key/" folder marker: the directory exists though empty
-        with _translated(path):
+        with translate_errors(path):
             for page in self._pages(bucket, prefix=prefix, delimiter="/"):
                 for info in page.objects:
                     if info.key == prefix:
@@ -554,6 +270,7 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
             return [_file_entry(self.t0.head(bucket, key))]
 
     def _pages(self, bucket: str, *, prefix: str, delimiter: str | None) -> Iterator[ListPage]:
+        """Every page of one listing, in key order; raises the store's errors untranslated."""
         start_after: str | None = None
         while True:
             page = self.t0.list(bucket, prefix=prefix, delimiter=delimiter, start_after=start_after)
@@ -571,22 +288,23 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
         """
         wants_directory = stringify_path(path).endswith("/")
         path = self._strip_protocol(path)
-        bucket, key = _split(path)
+        bucket, key = split_path(path)
         if not bucket:
             return _directory_entry("")
         if not key:
-            with _translated(path):
-                return _directory_entry(bucket) | {"created": self.t0.head_bucket(bucket).created}
+            with translate_errors(path):
+                return _bucket_entry(self.t0.head_bucket(bucket))
         if not wants_directory:
-            with contextlib.suppress(FileNotFoundError), _translated(path):
+            with contextlib.suppress(FileNotFoundError), translate_errors(path):
                 return _file_entry(self.t0.head(bucket, key))
         if self._has_children(path):
             return _directory_entry(path)
         raise FileNotFoundError(errno.ENOENT, "no such object or directory", path)
 
     def _has_children(self, path: str) -> bool:
-        bucket, key = _split(path)
-        with _translated(path):
+        """Whether some key lies below ``path`` (a stripped path with a key)."""
+        bucket, key = split_path(path)
+        with translate_errors(path):
             page = self.t0.list(bucket, prefix=f"{key}/", limit=1)
         return bool(page.objects or page.prefixes)
 
@@ -600,21 +318,27 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
         return True
 
     def isfile(self, path: str) -> bool:
-        bucket, key = _split(self._strip_protocol(path))
+        """Whether an object is at ``path`` (a directory may share its name).
+
+        False only when there is none; a store that fails raises, as in ``exists``.
+        """
+        path = self._strip_protocol(path)
+        bucket, key = split_path(path)
         if not key:
             return False
         try:
-            with _translated(path):
+            with translate_errors(path):
                 self.t0.head(bucket, key)
         except (FileNotFoundError, InvalidArgument):
             return False
         return True
 
     def isdir(self, path: str) -> bool:
+        """Whether ``path`` is the root, a bucket, or a prefix of some key (see ``isfile``)."""
         path = self._strip_protocol(path)
+        if not split_path(path)[1]:
+            return self.exists(path)
         try:
-            if not _split(path)[1]:
-                return bool(self.info(path)["type"] == "directory")
             return self._has_children(path)
         except (FileNotFoundError, InvalidArgument):
             return False
@@ -638,18 +362,18 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
             )
             return walked
         path = self._strip_protocol(path)
-        bucket, key = _split(path)
+        bucket, key = split_path(path)
         found: dict[str, Entry] = {}
         try:
             if not bucket:
                 for each in self.t0.list_buckets():
                     if withdirs:
-                        found[each.name] = _directory_entry(each.name)
-                    self._find_below(each.name, "", withdirs, found)
+                        found[each.name] = _bucket_entry(each)
+                    self._find_below(each.name, "", withdirs=withdirs, found=found)
             else:
                 if withdirs and self.isdir(path):
                     found[path] = _directory_entry(path)
-                self._find_below(bucket, key, withdirs, found)
+                self._find_below(bucket, key, withdirs=withdirs, found=found)
         except FileNotFoundError:
             return {} if detail else []
         if not found and self.isfile(path):
@@ -657,9 +381,15 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
         names = sorted(found)
         return {name: found[name] for name in names} if detail else names
 
-    def _find_below(self, bucket: str, key: str, withdirs: bool, found: dict[str, Entry]) -> None:
+    def _find_below(
+        self, bucket: str, key: str, *, withdirs: bool, found: dict[str, Entry]
+    ) -> None:
+        """Add the files below ``key`` in ``bucket`` to ``found``, keyed by path.
+
+        With ``withdirs``, the directories between ``key`` and each file too.
+        """
         prefix = f"{key}/" if key else ""
-        with _translated(f"{bucket}/{key}"):
+        with translate_errors(f"{bucket}/{key}"):
             for page in self._pages(bucket, prefix=prefix, delimiter=None):
                 for info in page.objects:
                     if withdirs:
@@ -672,23 +402,16 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
                         found[f"{bucket}/{info.key}"] = _file_entry(info)
 
     def modified(self, path: str) -> dt.datetime:
-        """A file's last modification time, or a bucket's creation time (UTC datetimes)."""
+        """A file's last modification time, or a bucket's creation time (UTC datetimes).
+
+        Raises IsADirectoryError for a directory below a bucket: nothing records one.
+        """
         entry = self.info(path)
-        if entry["type"] == "file":
-            modified: dt.datetime = entry["modified"]
-            return modified
-        if "created" in entry:
-            created: dt.datetime = entry["created"]
-            return created
-        raise IsADirectoryError(errno.EISDIR, "a directory below a bucket has no time", path)
+        return _entry_time(entry, "modified" if entry["type"] == "file" else "created", path)
 
     def created(self, path: str) -> dt.datetime:
-        """A file's or bucket's creation time (a UTC datetime)."""
-        entry = self.info(path)
-        if "created" not in entry:
-            raise IsADirectoryError(errno.EISDIR, "a directory below a bucket has no time", path)
-        created: dt.datetime = entry["created"]
-        return created
+        """A file's or bucket's creation time (a UTC datetime); raises as ``modified`` does."""
+        return _entry_time(self.info(path), "created", path)
 
     def checksum(self, path: str) -> int:
         """Changes exactly when the file's content may have: derived from its etag."""
@@ -719,18 +442,23 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
     ) -> bytes:
-        """Bytes ``[start, end)`` of a file (negative counts from the end), in one range read."""
+        """Bytes ``[start, end)`` of a file, in one range read; out-of-range bounds clip as in a
+        slice. Raises IsADirectoryError for a directory, FileNotFoundError if absent.
+        """
         path = self._strip_protocol(path)
-        bucket, key = self._object_path(path)
-        if (start is not None and start < 0) or (end is not None and end < 0):
+        bucket, key = split_object_path(path)
+        if (start or 0) < 0 or (end or 0) < 0:
+            # Negative bounds count from the end, which only the size tells.
             size = self.size(path)
-            start = None if start is None else max(0, size + start) if start < 0 else start
-            end = None if end is None else max(0, size + end) if end < 0 else end
+            if start is not None and start < 0:
+                start = max(0, size + start)
+            if end is not None and end < 0:
+                end = max(0, size + end)
         offset = start or 0
         length = None if end is None else max(0, end - offset)
         try:
             with (
-                _translated(path),
+                translate_errors(path),
                 self.t0.get(bucket, key, offset=offset, length=length) as reader,
             ):
                 return reader.read()
@@ -744,13 +472,13 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
         if mode not in ("overwrite", "create"):
             raise ValueError(f"mode must be 'overwrite' or 'create', got {mode!r}")
         path = self._strip_protocol(path)
-        bucket, key = self._object_path(path)
+        bucket, key = split_object_path(path)
         if self._intrans:
             # Deferred like the transaction's other writes: through a file it commits.
             with self.open(path, "xb" if mode == "create" else "wb", **kwargs) as handle:
                 handle.write(value)
             return
-        with _translated(path):
+        with translate_errors(path):
             self.t0.put(
                 bucket, key, value, content_type=kwargs.get("content_type"),
                 metadata=kwargs.get("metadata"), if_none_match="*" if mode == "create" else None,
@@ -760,10 +488,10 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
         """Make ``path`` an empty file; with ``truncate=False`` an existing file keeps its
         bytes and gets a new version (and modification time) instead."""
         path = self._strip_protocol(path)
-        bucket, key = self._object_path(path)
+        bucket, key = split_object_path(path)
         if not truncate:
             try:
-                with _translated(path):
+                with translate_errors(path):
                     self.t0.copy(bucket, key, bucket, key)  # metadata only: the bytes are shared
                 return
             except FileNotFoundError:
@@ -774,11 +502,11 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
         """Copy a file in metadata alone (the copy shares its chunks); a directory as
         source makes the target directory (a recursive ``copy`` passes those)."""
         path1, path2 = self._strip_protocol(path1), self._strip_protocol(path2)
-        source_bucket, source_key = _split(path1)
+        source_bucket, source_key = split_path(path1)
         if source_key:
-            bucket, key = self._object_path(path2)
+            bucket, key = split_object_path(path2)
             try:
-                with _translated(path1):
+                with translate_errors(path1):
                     self.t0.copy(source_bucket, source_key, bucket, key)
                 return
             except FileNotFoundError:
@@ -791,9 +519,9 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
     # -- removing --------------------------------------------------------------------------
 
     def rm_file(self, path: str) -> None:
-        """Delete one file. Raises IsADirectoryError for a directory, FileNotFoundError if absent."""
+        """Delete one file; IsADirectoryError for a directory, FileNotFoundError if absent."""
         path = self._strip_protocol(path)
-        bucket, key = self._object_path(path)
+        bucket, key = split_object_path(path)
         if not self._delete_present(bucket, key):
             self._raise_missing(path)
 
@@ -807,7 +535,7 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
         """
         paths = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)
         for each in reversed(paths):  # a directory sorts before its contents: remove them first
-            bucket, key = _split(each)
+            bucket, key = split_path(each)
             if not key:
                 if not recursive:
                     raise IsADirectoryError(errno.EISDIR, "a bucket is a directory", each)
@@ -821,7 +549,7 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
     def _delete_present(self, bucket: str, key: str) -> bool:
         """Delete ``key`` if it exists; whether it did. (Asking first matters: in a versioned
         bucket, deleting an absent key would add a delete marker.)"""
-        with _translated(f"{bucket}/{key}"):
+        with translate_errors(f"{bucket}/{key}"):
             try:
                 self.t0.head(bucket, key)
             except NoSuchKey:
@@ -834,10 +562,10 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
         created: a directory exists once a key is written under it. The bucket must exist,
         unless ``create_parents``."""
         path = self._strip_protocol(path)
-        bucket, key = _split(path)
+        bucket, key = split_path(path)
         if not bucket:
             raise FileExistsError(errno.EEXIST, "the root exists", path)
-        with _translated(path):
+        with translate_errors(path):
             if not key:
                 self.t0.create_bucket(bucket)
                 return
@@ -864,14 +592,13 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
         Raises OSError(ENOTEMPTY) when something is in it, NotADirectoryError for a file.
         """
         path = self._strip_protocol(path)
-        bucket, key = _split(path)
+        bucket, key = split_path(path)
         if not bucket:
             raise PermissionError(errno.EPERM, "the root cannot be removed", path)
-        if not key:
-            with _translated(path):
+        with translate_errors(path):
+            if not key:
                 self.t0.delete_bucket(bucket)
-            return
-        with _translated(path):
+                return
             page = self.t0.list(bucket, prefix=f"{key}/", limit=2)
         inside = [info.key for info in page.objects] + page.prefixes
         if inside == [f"{key}/"]:
@@ -885,14 +612,11 @@ class Tier0FileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]  # fsspe
 
     # -- internals -------------------------------------------------------------------------
 
-    def _object_path(self, path: str) -> tuple[str, str]:
-        """(bucket, key) of a stripped path that must name an object, not a bucket or the root."""
-        bucket, key = _split(path)
-        if not key:
-            raise IsADirectoryError(errno.EISDIR, "a bucket is a directory, not a file", path)
-        return bucket, key
-
     def _raise_missing(self, path: str) -> NoReturn:
+        """Raise for a path that names no object.
+
+        IsADirectoryError if it names a directory, else FileNotFoundError.
+        """
         if self.isdir(path):
             raise IsADirectoryError(errno.EISDIR, "is a directory", path)
         raise FileNotFoundError(errno.ENOENT, "no such object", path)
