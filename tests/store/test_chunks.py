@@ -137,39 +137,45 @@ def assert_nothing_stored(backend: LocalChunkBackend, root: Path, name: str) -> 
 
 def test_write_puts_blob_under_two_fan_out_levels(backend: LocalChunkBackend, root: Path) -> None:
     backend.write(NAME, BLOB)
-    assert (root / NAME[:2] / NAME[2:4] / NAME).read_bytes() == BLOB
+    assert (root / NAME[:2] / NAME).read_bytes() == BLOB
     assert os.listdir(root / "tmp") == []
 
 
 def test_open_creates_root_and_missing_parents_durably(tmp_path: Path, seam: FaultySeam) -> None:
     root = tmp_path / "a" / "b" / "chunks"
     LocalChunkBackend(root, os_seam=seam).write(NAME, BLOB)
-    assert (root / NAME[:2] / NAME[2:4] / NAME).read_bytes() == BLOB
+    assert (root / NAME[:2] / NAME).read_bytes() == BLOB
     for directory in (tmp_path, tmp_path / "a", tmp_path / "a" / "b", root):
         assert str(directory) in seam.fsynced_directories
 
 
-def test_write_fsyncs_file_and_every_directory_entry_it_creates(
+def test_write_fsyncs_the_file_and_its_directory_only(
     backend: LocalChunkBackend, root: Path, seam: FaultySeam
 ) -> None:
     seam.fsynced_directories.clear()
     backend.write(NAME, BLOB)
     assert seam.calls["fsync_file"] == 1
-    # root/ab is new in root, root/ab/cd in root/ab, the blob in root/ab/cd.
-    assert set(seam.fsynced_directories) == {
-        str(root),
-        str(root / NAME[:2]),
-        str(root / NAME[:2] / NAME[2:4]),
-    }
+    # The fan-out directories were made durable when the store opened.
+    assert seam.fsynced_directories == [str(root / NAME[:2])]
 
 
-def test_write_fsyncs_only_blob_directory_when_fan_out_directories_known(
-    backend: LocalChunkBackend, root: Path, seam: FaultySeam
-) -> None:
-    backend.write(NAME, BLOB)
+def test_open_creates_every_fan_out_directory_durably(root: Path, seam: FaultySeam) -> None:
     seam.fsynced_directories.clear()
-    backend.write(NAME, BLOB)
-    assert seam.fsynced_directories == [str(root / NAME[:2] / NAME[2:4])]
+    LocalChunkBackend(root / "fresh", os_seam=seam)
+    assert sorted(p.name for p in (root / "fresh").iterdir()) == sorted(
+        [f"{i:02x}" for i in range(256)] + ["tmp", "trash"]
+    )
+    assert str(root / "fresh") in seam.fsynced_directories
+
+
+def test_open_raises_storage_full_when_fan_out_cannot_be_created(
+    root: Path, seam: FaultySeam
+) -> None:
+    seam.fail("mkdir", errno.ENOSPC, after_calls=2)
+    with pytest.raises(StorageFull, match="Free space"):
+        LocalChunkBackend(root / "fresh", os_seam=seam)
+    seam.heal()
+    LocalChunkBackend(root / "fresh", os_seam=seam).write(NAME, BLOB)
 
 
 # -- running out of space: StorageFull, and the backend keeps working ----------
@@ -177,7 +183,7 @@ def test_write_fsyncs_only_blob_directory_when_fan_out_directories_known(
 
 @pytest.mark.parametrize(
     ("operation", "after_calls"),
-    [("mkdir", 0), ("create", 0), ("write", 0), ("write", 2), ("replace", 0)],
+    [("create", 0), ("write", 0), ("write", 2), ("replace", 0)],
 )
 @pytest.mark.parametrize("error_number", [errno.ENOSPC, errno.EDQUOT])
 def test_write_raises_storage_full_and_leaves_nothing_when_space_runs_out(
@@ -247,10 +253,10 @@ def test_write_fails_stop_when_file_fsync_fails(
 def test_write_fails_stop_when_directory_fsync_fails(
     backend: LocalChunkBackend, root: Path, seam: FaultySeam
 ) -> None:
-    # The first two directory fsyncs make the new fan-out directories durable;
-    # the third, after the rename, fails.
-    seam.fail("fsync_directory", errno.EIO, after_calls=2)
-    with pytest.raises(StoreFailed, match=f"fsync of directory {root / NAME[:2] / NAME[2:4]}"):
+    # The store's fan-out directories are durable since it opened: the first
+    # directory fsync of a write is the one after the rename.
+    seam.fail("fsync_directory", errno.EIO)
+    with pytest.raises(StoreFailed, match=f"fsync of directory {root / NAME[:2]}"):
         backend.write(NAME, BLOB)
     assert_fail_stop(backend, seam)
     # The blob was complete and fsynced before its rename: it is intact.
@@ -296,7 +302,7 @@ def test_touch_returns_false_when_delete_moves_blob_away_during_touch(
 ) -> None:
     backend.write(NAME, BLOB)
     trashed = root / "trash" / f"{NAME}.{'0' * 16}"
-    path = root / NAME[:2] / NAME[2:4] / NAME
+    path = root / NAME[:2] / NAME
     # touch() stamps the inode, then looks under the name: a deleter renames
     # the blob into trash/ in between, and would unlink it.
     seam.before["stat"] = lambda _: os.replace(path, trashed)
@@ -309,7 +315,7 @@ def test_delete_if_idle_puts_blob_back_when_touched_before_its_rename(
 ) -> None:
     backend.write(NAME, BLOB)
     clock.advance(IDLE_S * 10)
-    path = root / NAME[:2] / NAME[2:4] / NAME
+    path = root / NAME[:2] / NAME
     stamp_s = clock()
 
     def touch_just_before_rename(target: str) -> None:
@@ -327,7 +333,7 @@ def test_read_finds_blob_while_delete_holds_it_in_trash(
     backend: LocalChunkBackend, root: Path
 ) -> None:
     backend.write(NAME, BLOB)
-    os.replace(root / NAME[:2] / NAME[2:4] / NAME, root / "trash" / f"{NAME}.{'1' * 16}")
+    os.replace(root / NAME[:2] / NAME, root / "trash" / f"{NAME}.{'1' * 16}")
     assert backend.read(NAME) == BLOB
     with pytest.raises(ChunkMissing):
         backend.read(name_of(b"absent"))
@@ -337,12 +343,12 @@ def test_open_puts_back_blob_left_in_trash_by_interrupted_delete(
     backend: LocalChunkBackend, root: Path, clock: FakeClock
 ) -> None:
     backend.write(NAME, BLOB)
-    os.replace(root / NAME[:2] / NAME[2:4] / NAME, root / "trash" / f"{NAME}.{'2' * 16}")
+    os.replace(root / NAME[:2] / NAME, root / "trash" / f"{NAME}.{'2' * 16}")
     clock.advance(LocalChunkBackend.stale_s_min + 1)
     assert any("interrupted deletion" in problem for problem in backend.check())
 
     reopened = LocalChunkBackend(root, clock=clock)
-    assert (root / NAME[:2] / NAME[2:4] / NAME).read_bytes() == BLOB
+    assert (root / NAME[:2] / NAME).read_bytes() == BLOB
     assert os.listdir(root / "trash") == []
     assert reopened.check() == []
 
@@ -366,7 +372,7 @@ def test_check_reports_entries_that_do_not_belong(backend: LocalChunkBackend, ro
     backend.write(NAME, BLOB)
     (root / "stray").write_bytes(b"")
     (root / NAME[:2] / "zz").mkdir()
-    (root / NAME[:2] / NAME[2:4] / ("f" * 64)).write_bytes(b"wrong directory")
+    (root / NAME[:2] / ("f" * 64)).write_bytes(b"wrong directory")
     (root / "tmp" / "not-a-temp-file").write_bytes(b"")
     problems = backend.check()
     assert len(problems) == 4
@@ -424,7 +430,7 @@ def test_delete_if_idle_never_deletes_blob_when_touch_races_from_another_process
                 blob = blob_of(round_number * 1000 + seed, 64)
                 name = name_of(blob)
                 backend.write(name, blob)
-                path = root / name[:2] / name[2:4] / name
+                path = root / name[:2] / name
                 old_s = path.stat().st_mtime - IDLE_S * 10
                 os.utime(path, (old_s, old_s))
                 names.append(name)

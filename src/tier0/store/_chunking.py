@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 import blake3
@@ -90,44 +90,18 @@ class ChunkingPolicy:
             )
 
 
-class _BlockReader:
-    """Presents an iterable of byte blocks as the ``readinto`` stream pyfastcdc reads.
-
-    ``readinto`` returns 0 only at the true end of the stream: empty blocks are
-    skipped, because pyfastcdc takes a 0-byte read as end of input.
-    """
-
-    def __init__(self, source: Iterable[bytes | bytearray | memoryview]) -> None:
-        self._blocks = iter(source)
-        self._pending = memoryview(b"")
-
-    def readinto(self, destination: memoryview) -> int:
-        filled = 0
-        while filled < len(destination):
-            if not self._pending:
-                block = next(self._blocks, None)
-                if block is None:
-                    break
-                self._pending = memoryview(block).cast("B")
-                continue
-            count = min(len(self._pending), len(destination) - filled)
-            destination[filled : filled + count] = self._pending[:count]
-            self._pending = self._pending[count:]
-            filled += count
-        return filled
-
-
 def iter_chunks(
     source: Iterable[bytes | bytearray | memoryview], policy: ChunkingPolicy = ChunkingPolicy()
-) -> Iterator[bytes]:
+) -> Iterator[memoryview]:
     """Cut a stream of byte blocks into content-defined chunks (FastCDC).
 
     ``source`` yields bytes-like blocks of any sizes, empty ones included.
     The chunks concatenate to exactly the input, and the cut points depend only
     on the bytes, never on how the source split them: the same content yields
     the same chunks, hence the same chunk hashes. An empty stream yields
-    nothing. Memory stays at about ``2 * size_max_bytes`` plus one source block
-    and the chunk being yielded, however long the stream.
+    nothing. Each chunk is a read-only view into an immutable window of about
+    ``2 * size_max_bytes``; memory stays bounded by the windows that chunks
+    still in use refer to, however long the stream.
 
     >>> [len(c) for c in iter_chunks([b"ab", b"", b"c"])]
     [3]
@@ -139,15 +113,47 @@ def iter_chunks(
         normalized_chunking=1,
         seed=0,
     )
-    # cut_stream keeps a 2 * max_size buffer and refills it whenever less than
-    # max_size bytes are left, so it only ever cuts with a full max_size window
-    # in view, or at the true end of the input. FastCDC never looks further than
-    # max_size past a chunk start, so every cut depends on content alone. The
-    # hypothesis test in tests/store/test_chunking.py holds it to that.
-    for chunk in chunker.cut_stream(_BlockReader(source)):
-        # chunk.data is a view into pyfastcdc's buffer, reused for the next
-        # chunk: copy it out before yielding.
-        yield bytes(chunk.data)
+    window_bytes = 2 * policy.size_max_bytes
+    blocks = iter(source)
+    tail = b""
+    exhausted = False
+    while not exhausted or tail:
+        # Each byte is copied once, into the window; chunks are views of it.
+        parts: list[bytes | bytearray | memoryview] = [tail]
+        size = len(tail)
+        while size < window_bytes:
+            block = next(blocks, None)
+            if block is None:
+                exhausted = True
+                break
+            parts.append(block)
+            size += len(block)
+        window = memoryview(b"".join(parts)).toreadonly()
+        del parts, block  # nothing but chunks in use may keep buffers alive
+        consumed = yield from _cut_window(chunker, window, policy, final=exhausted)
+        tail = bytes(window[consumed:])
+        del window
+
+
+def _cut_window(
+    chunker: pyfastcdc.FastCDC, window: memoryview, policy: ChunkingPolicy, *, final: bool
+) -> Generator[memoryview, None, int]:
+    """Yield the chunks of ``window`` whose cut is certain; return how many bytes they cover.
+
+    FastCDC looks at most ``size_max_bytes`` past a chunk's start, so a cut is
+    content-defined only with that much in view, or at the true end of the
+    input. A chunk that had less starts the next window instead. (A separate
+    function so that its locals, which reference the window, die with it.)
+    The hypothesis test in tests/store/test_chunking.py holds the cut points to
+    cutting the whole input at once.
+    """
+    consumed = 0
+    for chunk in chunker.cut_buf(window):
+        if not final and len(window) - chunk.offset < policy.size_max_bytes:
+            break
+        consumed = chunk.offset + chunk.length
+        yield window[chunk.offset : consumed]
+    return consumed
 
 
 class Codec(enum.IntEnum):
@@ -175,14 +181,29 @@ class EncodedChunk:
     """A chunk ready to store.
 
     ``hash`` is the BLAKE3-256 of the raw bytes, ``length`` their count,
-    ``codec`` the payload encoding, ``blob`` the exact bytes to store (header
-    and payload; ``decode_chunk`` needs nothing else besides the hash).
+    ``codec`` the payload encoding. What is stored is ``header`` followed by
+    ``payload`` (``blob`` joins them; ``decode_chunk`` needs nothing else
+    besides the hash). They are kept apart so a RAW chunk is written straight
+    from the caller's buffer, never copied.
     """
 
     hash: bytes
     length: int
     codec: Codec
-    blob: bytes
+    header: bytes
+    payload: bytes | memoryview
+
+    @property
+    def parts(self) -> tuple[bytes | memoryview, ...]:
+        return (self.header, self.payload)
+
+    @property
+    def blob(self) -> bytes:
+        return b"".join(self.parts)
+
+    @property
+    def stored_bytes(self) -> int:
+        return len(self.header) + len(self.payload)
 
 
 class _ThreadCodecs(threading.local):
@@ -208,14 +229,19 @@ class _ThreadCodecs(threading.local):
 _codecs = _ThreadCodecs()
 
 
-def encode_chunk(data: bytes | memoryview, *, level: int = 1) -> EncodedChunk:
+def encode_chunk(
+    data: bytes | memoryview, *, level: int = 1, digest: bytes | None = None
+) -> EncodedChunk:
     """Hash ``data`` and encode it as a self-describing blob.
 
     The payload is zstd (at ``level``) if a 64 KiB head sample shrinks at
     least 1.1x and the compressed chunk is smaller than the raw one; otherwise
     the raw bytes. Safe to call from several threads at once.
 
-    Raises InvalidArgument if ``data`` is longer than CHUNK_BYTES_MAX.
+    ``digest``, when the caller has just hashed ``data``, saves a second
+    BLAKE3 pass; it must be that hash (a wrong one is caught by
+    ``decode_chunk`` on every read, as corruption). Raises InvalidArgument if
+    ``data`` is longer than CHUNK_BYTES_MAX.
 
     >>> encoded = encode_chunk(b"x" * 100_000)
     >>> encoded.codec, encoded.length, decode_chunk(encoded.hash, encoded.blob) == b"x" * 100_000
@@ -227,10 +253,11 @@ def encode_chunk(data: bytes | memoryview, *, level: int = 1) -> EncodedChunk:
         raise InvalidArgument(
             f"a chunk holds at most {CHUNK_BYTES_MAX} bytes, got {length}: cut it with iter_chunks"
         )
-    digest = blake3.blake3(view).digest()
+    if digest is None:
+        digest = blake3.blake3(view).digest()
     codec, payload = _compress(view, level)
-    blob = b"".join((_HEADER.pack(_MAGIC, codec, length), payload))
-    return EncodedChunk(hash=digest, length=length, codec=codec, blob=blob)
+    header = _HEADER.pack(_MAGIC, codec, length)
+    return EncodedChunk(hash=digest, length=length, codec=codec, header=header, payload=payload)
 
 
 def _compress(view: memoryview, level: int) -> tuple[Codec, bytes | memoryview]:

@@ -58,17 +58,16 @@ class Ingested:
         return sum(c.stored_bytes for c in self.chunks)
 
 
-def store_chunk(backend: ChunkBackend, data: bytes) -> StoredChunk:
+def store_chunk(backend: ChunkBackend, data: bytes | memoryview) -> StoredChunk:
     """Make one chunk durable in ``backend``: dedup by touch, else encode and write."""
     digest = blake3.blake3(data).digest()
     name = chunk_name(digest)
     stored = backend.touch(name)
     if stored is not None:
         return StoredChunk(digest, len(data), stored, deduplicated=True)
-    encoded = encode_chunk(data)
-    assert encoded.hash == digest, "the codec hashes what the writer hashed"
-    backend.write(name, encoded.blob)
-    return StoredChunk(digest, len(data), len(encoded.blob), deduplicated=False)
+    encoded = encode_chunk(data, digest=digest)
+    backend.write(name, encoded.parts)
+    return StoredChunk(digest, len(data), encoded.stored_bytes, deduplicated=False)
 
 
 def ingest(
@@ -127,7 +126,7 @@ def ingest(
 
 
 def _store_all(
-    pieces: Iterator[bytes],
+    pieces: Iterator[memoryview],
     backend: ChunkBackend,
     executor: Executor,
     keepalive_s: float,
