@@ -120,8 +120,9 @@ class Tier0(Store):
     def sql(
         self, query: str, *, timeout_s: float | None = None, rows_max: int | None = None
     ) -> QueryResult:
-        """Read-only SQL over the live catalog (views ``objects``, ``versions``, ``buckets``,
-        ``events``, ``principals``, ``audit``), in PostgreSQL's dialect on every backend.
+        """Read-only SQL over the live catalog (views ``objects``, ``versions``, ``prefixes``,
+        ``buckets``, ``events``, ``principals``, ``audit``), in PostgreSQL's dialect on
+        every backend.
 
         A query sees every write that returned before it started. Other
         principals than root see only buckets they may list.

@@ -477,3 +477,41 @@ def test_a_closed_store_says_so(tmp_path: pathlib.Path) -> None:
         t0.list_buckets()
     with pytest.raises(tier0.MetaError, match="closed"):
         t0.put("bkt", "k", b"x")
+
+
+def test_prefix_statistics_follow_every_change(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+
+    def prefixes() -> dict[str, tuple[int, int]]:
+        rows = t0.sql("SELECT prefix, objects, bytes FROM prefixes WHERE bucket = 'bkt'").rows
+        return {prefix: (objects, size) for prefix, objects, size in rows}
+
+    t0.put("bkt", "logs/2024/a.log", b"x" * 10)
+    t0.put("bkt", "logs/2024/b.log", b"x" * 5)
+    t0.put("bkt", "logs/2025/c.log", b"x" * 7)
+    t0.put("bkt", "top", b"x")
+    assert prefixes() == {
+        "": (4, 23),
+        "logs/": (3, 22),
+        "logs/2024/": (2, 15),
+        "logs/2025/": (1, 7),
+    }
+    t0.put("bkt", "logs/2024/a.log", b"x" * 100)  # overwrite: bytes change, count does not
+    t0.delete("bkt", "logs/2025/c.log")
+    assert prefixes() == {"": (3, 106), "logs/": (2, 105), "logs/2024/": (2, 105)}
+    t0.set_versioning("bkt", "Enabled")
+    old = t0.put("bkt", "top", b"xyz")
+    marker = t0.delete("bkt", "top")  # a delete marker hides the object
+    assert prefixes()[""] == (2, 105)
+    t0.delete("bkt", "top", version_id=marker.version_id)  # removing it brings "top" back
+    assert prefixes()[""] == (3, 108)
+    t0.delete("bkt", "top", version_id=old.version_id)  # the previous version becomes current
+    assert prefixes()[""] == (3, 106)
+    t0.copy("bkt", "top", "bkt", "logs/copied")
+    assert prefixes()["logs/"] == (3, 106)
+    assert t0.check().ok
+    # check() recounts: a drifted counter is reported.
+    t0._kernel.committer.run(
+        lambda tx: tx.execute("UPDATE t0_prefixes SET objects = objects + 1 WHERE prefix = 'logs/'")
+    )
+    assert [p for p in t0.check().problems if "prefix bkt/logs/" in p]

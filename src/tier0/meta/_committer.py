@@ -43,6 +43,7 @@ class WriteTx:
         self._deferred: dict[str, list[Params]] = {}
         #: Values operations may cache for the rest of the transaction (e.g. bucket rows).
         self.memo: dict[Any, Any] = {}
+        self._before_commit: dict[str, Callable[[WriteTx], None]] = {}
         #: The time of this batch, identical for every operation in it.
         self.now_us = now_us
 
@@ -66,7 +67,19 @@ class WriteTx:
         """
         self._deferred.setdefault(sql, []).append(params)
 
+    def before_commit(self, name: str, hook: Callable[[WriteTx], None]) -> None:
+        """Run ``hook(tx)`` once, after the batch's last operation and before commit.
+
+        For work that is cheaper done once per batch than once per operation
+        (applying aggregated counters); registering the same ``name`` again is
+        a no-op.
+        """
+        self._before_commit.setdefault(name, hook)
+
     def flush_deferred(self) -> None:
+        for hook in self._before_commit.values():
+            hook(self)
+        self._before_commit.clear()
         for sql, rows in self._deferred.items():
             self._connection.executemany(sql, rows)
         self._deferred.clear()

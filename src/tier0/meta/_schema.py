@@ -1,10 +1,15 @@
 """The metadata schema: one definition, rendered for each SQL dialect.
 
 Internal tables carry a ``t0_`` prefix and are written only by the kernel.
-The unprefixed names (``objects``, ``versions``, ``buckets``, ``events``,
-``principals``, ``audit``) are read-only views: the live catalog that SQL
+The unprefixed names (``objects``, ``versions``, ``prefixes``, ``buckets``,
+``events``, ``principals``, ``audit``) are read-only views: the live catalog that SQL
 queries see. A catalog row *is* the version row, so it is written in the same
 transaction as the element, with no second copy to keep in step.
+
+``t0_prefixes`` keeps, for every '/'-delimited prefix of every current key
+(and ``''`` for the whole bucket), how many current objects lie under it and
+their bytes. It is updated in the transaction that changes a key's current
+version, so "how much is under this prefix" is one row, at any scale.
 
 Times are stored as integer microseconds since the epoch (identical on every
 backend, exact, cheap to index); the views expose them as timestamps.
@@ -71,6 +76,16 @@ CREATE TABLE IF NOT EXISTS t0_versions (
 CREATE INDEX IF NOT EXISTS t0_versions_key ON t0_versions (bucket, key, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS t0_versions_latest ON t0_versions (bucket, key)
     WHERE is_latest = 1;
+CREATE TABLE IF NOT EXISTS t0_prefixes (
+    bucket {text} NOT NULL,
+    prefix {text} NOT NULL,
+    depth INTEGER NOT NULL,
+    objects BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    PRIMARY KEY (bucket, prefix)
+);
+CREATE INDEX IF NOT EXISTS t0_versions_size ON t0_versions (size)
+    WHERE is_latest = 1 AND is_delete_marker = 0;
 CREATE TABLE IF NOT EXISTS t0_chunks (
     hash {blob} PRIMARY KEY,
     length BIGINT NOT NULL,
@@ -149,6 +164,8 @@ CREATE VIEW versions AS
            content_type, {ts(created_us)} AS created, {ts(modified_us)} AS modified,
            owner, metadata, tags, checksum, seq
     FROM t0_versions;
+CREATE VIEW prefixes AS
+    SELECT bucket, prefix, depth, objects, bytes FROM t0_prefixes WHERE objects > 0;
 CREATE VIEW buckets AS
     SELECT name, owner, versioning, {ts(created_us)} AS created FROM t0_buckets;
 CREATE VIEW events AS
@@ -163,7 +180,15 @@ CREATE VIEW audit AS
 """
 
 #: The relations SQL over the catalog may read, and nothing else.
-CATALOG_VIEWS: Final = ("objects", "versions", "buckets", "events", "principals", "audit")
+CATALOG_VIEWS: Final = (
+    "objects",
+    "versions",
+    "prefixes",
+    "buckets",
+    "events",
+    "principals",
+    "audit",
+)
 
 
 def render_ddl(dialect: str) -> list[str]:

@@ -28,6 +28,7 @@ from tier0.errors import ChunkError
 from tier0.meta import Connection, WriteTx
 from tier0.store._chunking import chunk_name, decode_chunk
 from tier0.store._manifest import Manifest
+from tier0.store._ops import key_prefixes
 from tier0.store._store import Kernel
 from tier0.store._types import CheckReport, GCReport, StoreStatistics
 
@@ -117,6 +118,7 @@ def check(kernel: Kernel, *, deep: bool = False) -> CheckReport:
             references, versions = _count_references(db, problems)
             rows = db.query_all("SELECT hash, refcount, state FROM t0_chunks")
             problems += _check_versions(db)
+            problems += _check_prefixes(db)
             problems += _check_events(db)
         finally:
             db.rollback()
@@ -202,6 +204,33 @@ def _check_versions(db: Connection) -> list[str]:
             "SELECT DISTINCT v.bucket FROM t0_versions v LEFT JOIN t0_buckets b ON b.name = v.bucket"
             " WHERE b.name IS NULL"
         )
+    ]
+    return problems
+
+
+def _check_prefixes(db: Connection) -> list[str]:
+    """The prefix statistics must equal a recount of the current objects."""
+    expected: dict[tuple[str, str], list[int]] = {}
+    for bucket, key, size in db.query_all(
+        "SELECT bucket, key, size FROM t0_versions WHERE is_latest = 1 AND is_delete_marker = 0"
+    ):
+        for prefix in key_prefixes(key):
+            entry = expected.setdefault((bucket, prefix), [0, 0])
+            entry[0] += 1
+            entry[1] += size
+    problems = []
+    for bucket, prefix, objects, size in db.query_all(
+        "SELECT bucket, prefix, objects, bytes FROM t0_prefixes"
+    ):
+        want = expected.pop((bucket, prefix), [0, 0])
+        if [objects, size] != want:
+            problems.append(
+                f"prefix {bucket}/{prefix}: counts {objects} objects, {size} bytes;"
+                f" a recount gives {want[0]} and {want[1]}"
+            )
+    problems += [
+        f"prefix {bucket}/{prefix}: {objects} objects, {size} bytes are not counted"
+        for (bucket, prefix), (objects, size) in expected.items()
     ]
     return problems
 

@@ -155,6 +155,7 @@ def delete_bucket(tx: WriteTx, bucket: str, decision: Decision) -> None:
             f"bucket {bucket!r} still holds versions or delete markers: delete them first"
         )
     tx.execute("DELETE FROM t0_buckets WHERE name = ?", (bucket,))
+    tx.execute("DELETE FROM t0_prefixes WHERE bucket = ?", (bucket,))
     _forget_bucket(tx, bucket)
     _event(tx, tx.next_seq(), "BucketRemoved", bucket, "", None, None, None, decision, {})
     Authorizer.record_in(tx, decision)
@@ -194,6 +195,7 @@ def put_version(
     if condition is not None:
         condition.check(current)
     seq = _make_room(tx, bucket, key, versioning, current)
+    _account(tx, bucket, key, current, new.size)
     version_id = new_version_id() if versioning == "Enabled" else NULL_VERSION
     owner = decision.principal.id
     tx.execute(
@@ -270,6 +272,7 @@ def delete_version(
     if version_id is None and versioning != "Unversioned":
         current = _latest(tx, bucket, key)
         seq = _make_room(tx, bucket, key, versioning, current)
+        _account(tx, bucket, key, current, None)
         marker_id = new_version_id() if versioning == "Enabled" else NULL_VERSION
         tx.execute(
             _INSERT_VERSION,
@@ -302,7 +305,8 @@ def delete_version(
         return DeleteResult(False, version_id, delete_marker=False)
     _drop(tx, row)
     if row[4]:
-        _promote_newest(tx, bucket, key)
+        promoted = _promote_newest(tx, bucket, key)
+        _account(tx, bucket, key, row, None if promoted is None or promoted[0] else promoted[1])
     _event(
         tx,
         tx.next_seq(),
@@ -403,12 +407,69 @@ def _drop(tx: WriteTx, row: Any) -> None:
         )
 
 
-def _promote_newest(tx: WriteTx, bucket: str, key: str) -> None:
-    tx.execute(
+def _promote_newest(tx: WriteTx, bucket: str, key: str) -> tuple[int, int] | None:
+    """Make the newest remaining version current; its (is_delete_marker, size), or None."""
+    row = tx.query_one(
         "UPDATE t0_versions SET is_latest = 1 WHERE seq ="
-        " (SELECT max(seq) FROM t0_versions WHERE bucket = ? AND key = ?)",
+        " (SELECT max(seq) FROM t0_versions WHERE bucket = ? AND key = ?)"
+        " RETURNING is_delete_marker, size",
         (bucket, key),
     )
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def key_prefixes(key: str) -> list[str]:
+    """Every '/'-delimited prefix of ``key``, the whole bucket ('') first.
+
+    >>> key_prefixes("a/b/c.txt")
+    ['', 'a/', 'a/b/']
+    """
+    prefixes = [""]
+    cut = key.find("/")
+    while cut >= 0:
+        prefixes.append(key[: cut + 1])
+        cut = key.find("/", cut + 1)
+    return prefixes
+
+
+def _account(tx: WriteTx, bucket: str, key: str, before: Any, size_after: int | None) -> None:
+    """Record that ``key``'s current object went from ``before`` (a row) to ``size_after`` bytes.
+
+    ``before`` is None or a delete marker when there was no current object;
+    ``size_after`` is None when there is none now. The deltas of a whole batch
+    are summed per prefix and applied once, before commit.
+    """
+    had = before is not None and not before[5]
+    objects = (size_after is not None) - had
+    size_delta = (size_after or 0) - (before[6] if had else 0)
+    if not objects and not size_delta:
+        return
+    deltas: dict[tuple[str, str], list[int]] = tx.memo.setdefault("prefix_deltas", {})
+    for prefix in key_prefixes(key):
+        entry = deltas.setdefault((bucket, prefix), [0, 0])
+        entry[0] += objects
+        entry[1] += size_delta
+    tx.before_commit("prefix_deltas", _apply_prefix_deltas)
+
+
+def _apply_prefix_deltas(tx: WriteTx) -> None:
+    deltas: dict[tuple[str, str], list[int]] = tx.memo.pop("prefix_deltas", {})
+    rows = [
+        (bucket, prefix, prefix.count("/"), objects, size)
+        for (bucket, prefix), (objects, size) in sorted(deltas.items())
+        if objects or size
+    ]
+    tx.executemany(
+        "INSERT INTO t0_prefixes (bucket, prefix, depth, objects, bytes) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (bucket, prefix) DO UPDATE SET objects = t0_prefixes.objects +"
+        " excluded.objects, bytes = t0_prefixes.bytes + excluded.bytes",
+        rows,
+    )
+    emptied = [(bucket, prefix) for bucket, prefix, _, objects, _ in rows if objects < 0]
+    if emptied:
+        tx.executemany(
+            "DELETE FROM t0_prefixes WHERE bucket = ? AND prefix = ? AND objects = 0", emptied
+        )
 
 
 def _add_refs(tx: WriteTx, chunks: Iterable[tuple[bytes, int, int]]) -> None:
