@@ -138,3 +138,27 @@ def test_sql_of_other_principals_is_scoped_to_their_buckets(t0: tier0.Tier0) -> 
 def test_secret_is_not_in_repr(t0: tier0.Tier0) -> None:
     _, credential = t0.create_user("dave")
     assert credential.secret_key not in repr(credential)
+
+
+def test_a_bucket_recreated_by_another_owner_is_not_written_on_a_stale_grant(
+    tmp_path: pathlib.Path,
+) -> None:
+    data = tmp_path / "data"
+    with tier0.open(data) as first, tier0.open(data) as second:
+        alice, _ = first.create_user("alice")
+        bob = first.create_user("bob")[0]
+        first.grant(alice, "s3:CreateBucket", "/*")
+        first.grant(bob, "s3:CreateBucket", "/*")
+        as_alice = first.as_principal(alice)
+        as_alice.create_bucket("shared-name")
+        as_alice.put("shared-name", "k", b"mine")  # `first` now remembers alice owns it
+        # Meanwhile, through another process's store, the bucket changes hands.
+        second.delete("shared-name", "k")
+        second.delete_bucket("shared-name")
+        second.as_principal(bob).create_bucket("shared-name")
+        with pytest.raises(AccessDenied):
+            as_alice.put("shared-name", "k", b"not yours")
+        assert second.list("shared-name").objects == []
+        # Bob, the new owner, writes through the process that held the stale owner.
+        first.as_principal(bob).put("shared-name", "k", b"bob's")
+        assert second.get_bytes("shared-name", "k") == b"bob's"

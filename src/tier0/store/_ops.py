@@ -27,6 +27,7 @@ from tier0.errors import (
     NoSuchKey,
     NoSuchVersion,
     PreconditionFailed,
+    StoreError,
 )
 from tier0.identity import Authorizer, Decision
 from tier0.meta import WriteTx, dump_json, load_json
@@ -131,6 +132,24 @@ def bucket_row(tx: WriteTx, bucket: str) -> tuple[str, Versioning]:
     return row[0], row[1]
 
 
+class StaleOwner(StoreError):
+    """The bucket's owner changed since the decision was made (it was deleted and
+    recreated): the caller decides again with the fresh owner and retries."""
+
+
+def owned_bucket_row(tx: WriteTx, bucket: str, decision: Decision) -> tuple[str, Versioning]:
+    """``bucket_row``, checking that an owner-based decision still holds.
+
+    Writers decide with a cached bucket owner (saving a query per write); the
+    transaction re-reads the owner anyway, so a stale cache costs a retry,
+    never a wrong grant.
+    """
+    owner, versioning = bucket_row(tx, bucket)
+    if decision.reason == "owner" and owner != decision.principal.id:
+        raise StaleOwner(f"bucket {bucket!r} changed owner since the request was authorized")
+    return owner, versioning
+
+
 def _forget_bucket(tx: WriteTx, bucket: str) -> None:
     tx.memo.pop(("bucket", bucket), None)
 
@@ -190,7 +209,7 @@ def put_version(
     detail: dict[str, Any] | None = None,
 ) -> ObjectInfo:
     """Install ``new`` as the key's current version."""
-    _, versioning = bucket_row(tx, bucket)
+    _, versioning = owned_bucket_row(tx, bucket, decision)
     current = _latest(tx, bucket, key)
     if condition is not None:
         condition.check(current)
@@ -268,7 +287,7 @@ def delete_version(
     tx: WriteTx, bucket: str, key: str, version_id: str | None, decision: Decision
 ) -> DeleteResult:
     """Delete ``key`` (a delete marker where versions are kept) or one version of it."""
-    _, versioning = bucket_row(tx, bucket)
+    _, versioning = owned_bucket_row(tx, bucket, decision)
     if version_id is None and versioning != "Unversioned":
         current = _latest(tx, bucket, key)
         seq = _make_room(tx, bucket, key, versioning, current)
@@ -332,7 +351,7 @@ def set_tags(
     decision: Decision,
 ) -> str:
     """Replace a version's tags in place (tagging makes no new version); returns its id."""
-    bucket_row(tx, bucket)
+    owned_bucket_row(tx, bucket, decision)
     row = _find(tx, bucket, key, version_id)
     if row[5]:
         raise NoSuchKey(f"{bucket}/{key} is a delete marker, which holds no tags")

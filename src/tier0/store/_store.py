@@ -10,14 +10,14 @@ audit), and only then is the write acknowledged.
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypeVar
 
 from tier0.errors import InvalidArgument, InvalidRange, NoSuchBucket, NoSuchKey, NoSuchVersion
-from tier0.identity import Authorizer, Principal
-from tier0.meta import Committer, MetaBackend
+from tier0.identity import Authorizer, Decision, Principal
+from tier0.meta import Committer, MetaBackend, WriteTx
 from tier0.store import _ops
 from tier0.store._chunking import ChunkingPolicy
 from tier0.store._chunks import ChunkBackend
@@ -42,8 +42,11 @@ from tier0.store._types import (
 )
 from tier0.store._writer import ingest
 
+T = TypeVar("T")
+
 READ_BLOCK_BYTES: Final = 1024 * 1024
 LIST_LIMIT_MAX: Final = 1000
+OWNERS_CACHED_MAX: Final = 100_000
 DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
 STANDARD_HEADERS: Final = frozenset(
     {"content-encoding", "content-disposition", "content-language", "cache-control", "expires"}
@@ -74,6 +77,9 @@ class Kernel:
     authorizer: Authorizer
     config: StoreConfig
     executor: ThreadPoolExecutor
+    #: Bucket → owner, for authorizing writes without a query; each write's
+    #: transaction re-checks it (see ``_ops.owned_bucket_row``).
+    owners: dict[str, str] = field(default_factory=dict)
 
 
 def _blocks(source: Source) -> Iterator[bytes]:
@@ -115,6 +121,7 @@ class Store:
         """Delete an empty bucket (BucketNotEmpty otherwise)."""
         decision = self._authorize("s3:DeleteBucket", f"/{name}", owner=self._owner(name))
         self._kernel.committer.run(lambda tx: _ops.delete_bucket(tx, name, decision))
+        self._kernel.owners.pop(name, None)
 
     def head_bucket(self, name: str) -> BucketInfo:
         with self._kernel.meta.reader() as db:
@@ -176,9 +183,7 @@ class Store:
         metadata, tags, headers = metadata or {}, tags or {}, _normal_headers(headers)
         validate_metadata(metadata)
         validate_tags(tags)
-        decision = self._authorize(
-            "s3:PutObject", f"/{bucket}/{key}", owner=self._owner(bucket), deferred=True
-        )
+        decision = self._authorize_write("s3:PutObject", bucket, f"/{bucket}/{key}")
         kernel = self._kernel
         ingested = ingest(
             _blocks(data),
@@ -211,10 +216,16 @@ class Store:
         condition = None
         if if_match is not None or if_none_match is not None:
             condition = _ops.Condition(if_match=if_match, if_none_match=if_none_match)
-        return kernel.committer.run(
-            lambda tx: _ops.put_version(
-                tx, bucket, key, new, decision, event_type=event_type, condition=condition
-            )
+        return self._commit_write(
+            "s3:PutObject",
+            bucket,
+            f"/{bucket}/{key}",
+            decision,
+            lambda decided: (
+                lambda tx: _ops.put_version(
+                    tx, bucket, key, new, decided, event_type=event_type, condition=condition
+                )
+            ),
         )
 
     def get(
@@ -294,28 +305,29 @@ class Store:
         self._authorize(
             "s3:GetObject", f"/{source_bucket}/{source_key}", owner=self._owner(source_bucket)
         )
-        decision = self._authorize(
-            "s3:PutObject", f"/{bucket}/{key}", owner=self._owner(bucket), deferred=True
-        )
+        decision = self._authorize_write("s3:PutObject", bucket, f"/{bucket}/{key}")
         condition = None
         if if_match is not None or if_none_match is not None:
             condition = _ops.Condition(if_match=if_match, if_none_match=if_none_match)
-        return self._kernel.committer.run(
-            lambda tx: _ops.copy_version(
-                tx, (source_bucket, source_key, version_id), (bucket, key), decision,
+        return self._commit_write(
+            "s3:PutObject", bucket, f"/{bucket}/{key}", decision,
+            lambda decided: lambda tx: _ops.copy_version(
+                tx, (source_bucket, source_key, version_id), (bucket, key), decided,
                 replace=replace, condition=condition,
-            )
+            ),
         )  # fmt: skip
 
     def delete(self, bucket: str, key: str, *, version_id: str | None = None) -> DeleteResult:
         """Delete the key (a delete marker if the bucket keeps versions), or one version."""
         validate_key(key)
         action = "s3:DeleteObject" if version_id is None else "s3:DeleteObjectVersion"
-        decision = self._authorize(
-            action, f"/{bucket}/{key}", owner=self._owner(bucket), deferred=True
-        )
-        return self._kernel.committer.run(
-            lambda tx: _ops.delete_version(tx, bucket, key, version_id, decision)
+        decision = self._authorize_write(action, bucket, f"/{bucket}/{key}")
+        return self._commit_write(
+            action,
+            bucket,
+            f"/{bucket}/{key}",
+            decision,
+            lambda decided: lambda tx: _ops.delete_version(tx, bucket, key, version_id, decided),
         )
 
     def set_tags(
@@ -324,11 +336,13 @@ class Store:
         """Replace a version's tags; returns the version id tagged."""
         validate_key(key)
         validate_tags(tags)
-        decision = self._authorize(
-            "s3:PutObjectTagging", f"/{bucket}/{key}", owner=self._owner(bucket), deferred=True
-        )
-        return self._kernel.committer.run(
-            lambda tx: _ops.set_tags(tx, bucket, key, version_id, tags, decision)
+        decision = self._authorize_write("s3:PutObjectTagging", bucket, f"/{bucket}/{key}")
+        return self._commit_write(
+            "s3:PutObjectTagging",
+            bucket,
+            f"/{bucket}/{key}",
+            decision,
+            lambda decided: lambda tx: _ops.set_tags(tx, bucket, key, version_id, tags, decided),
         )
 
     def get_tags(self, bucket: str, key: str, *, version_id: str | None = None) -> dict[str, str]:
@@ -484,17 +498,54 @@ class Store:
 
     def _authorize(
         self, action: str, resource: str, *, owner: str | None, deferred: bool = False
-    ) -> Any:
+    ) -> Decision:
         return self._kernel.authorizer.authorize(
             self.principal, action, resource, owner=owner, deferred=deferred
         )
 
     def _owner(self, bucket: str) -> str:
+        """The bucket's owner, read now (and remembered for later writes)."""
         with self._kernel.meta.reader() as db:
             row = db.query_one("SELECT owner FROM t0_buckets WHERE name = ?", (bucket,))
         if row is None:
+            self._kernel.owners.pop(bucket, None)
             raise NoSuchBucket(f"bucket {bucket!r} does not exist")
+        owners = self._kernel.owners
+        if len(owners) >= OWNERS_CACHED_MAX:
+            owners.clear()
+        owners[bucket] = str(row[0])
         return str(row[0])
+
+    def _authorize_write(self, action: str, bucket: str, resource: str) -> Decision:
+        """Decide a write with the remembered owner; a denial is re-decided with a fresh one.
+
+        An allowance made on a stale owner is caught by the write's own
+        transaction (``_commit_write`` then decides again).
+        """
+        owner = self._kernel.owners.get(bucket)
+        if (
+            owner is None
+            or not self._kernel.authorizer.decide(
+                self.principal, action, resource, owner=owner
+            ).allowed
+        ):
+            owner = self._owner(bucket)
+        return self._authorize(action, resource, owner=owner, deferred=True)
+
+    def _commit_write(
+        self,
+        action: str,
+        bucket: str,
+        resource: str,
+        decision: Decision,
+        build: Callable[[Decision], Callable[[WriteTx], T]],
+    ) -> T:
+        try:
+            return self._kernel.committer.run(build(decision))
+        except _ops.StaleOwner:
+            self._kernel.owners.pop(bucket, None)
+        fresh = self._authorize(action, resource, owner=self._owner(bucket), deferred=True)
+        return self._kernel.committer.run(build(fresh))
 
     def _read_version(
         self, bucket: str, key: str, version_id: str | None, action: str
