@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 import tier0
+from tier0.meta import WriteTx
 from tier0.store import LocalChunkBackend, OsSeam
 
 
@@ -123,3 +124,23 @@ def test_real_disk_full_on_tmpfs(tmp_path: pathlib.Path) -> None:
             t0.put("bkt", failed_key, body)
             assert t0.get_bytes("bkt", failed_key) == body
             assert t0.check(deep=True).ok
+
+
+def test_corrupted_inline_value_is_detected_not_returned(tmp_path: pathlib.Path) -> None:
+    with tier0.open(tmp_path / "data") as t0:
+        t0.create_bucket("bkt")
+        t0.put("bkt", "k", b"inline value " * 100)
+
+        def flip(tx: WriteTx) -> None:
+            row = tx.query_one("SELECT seq, inline_data FROM t0_versions WHERE key = 'k'")
+            blob = bytearray(row[1])
+            blob[-1] ^= 0xFF
+            tx.execute(
+                "UPDATE t0_versions SET inline_data = ? WHERE seq = ?", (bytes(blob), row[0])
+            )
+
+        t0._kernel.committer.run(flip)
+        with pytest.raises(tier0.ChunkCorrupted):
+            t0.get_bytes("bkt", "k")
+        assert t0.check().ok  # the header still matches: only a deep check re-hashes
+        assert not t0.check(deep=True).ok

@@ -274,6 +274,21 @@ def _compress(view: memoryview, level: int) -> tuple[Codec, bytes | memoryview]:
     return Codec.ZSTD, compressed
 
 
+def declared_length(blob: bytes) -> int:
+    """The raw length a blob's header declares (cheap: no decoding, no hashing).
+
+    Raises ChunkCorrupted if the blob has no valid header.
+    """
+    if len(blob) < _HEADER.size:
+        raise ChunkCorrupted(
+            f"blob of {len(blob)} bytes is shorter than a {_HEADER.size}-byte header"
+        )
+    magic, _, length = _HEADER.unpack_from(blob)
+    if magic != _MAGIC:
+        raise ChunkCorrupted(f"bad magic {magic!r}, expected {_MAGIC!r}")
+    return int(length)
+
+
 def decode_chunk(hash: bytes, blob: bytes) -> bytes:
     """Return the raw bytes of ``blob``, verified against ``hash``.
 

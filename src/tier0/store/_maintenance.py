@@ -26,7 +26,7 @@ from typing import Final
 
 from tier0.errors import ChunkError
 from tier0.meta import Connection, WriteTx
-from tier0.store._chunking import chunk_name, decode_chunk
+from tier0.store._chunking import chunk_name, declared_length, decode_chunk
 from tier0.store._manifest import Manifest
 from tier0.store._ops import key_prefixes
 from tier0.store._store import Kernel
@@ -115,7 +115,7 @@ def check(kernel: Kernel, *, deep: bool = False) -> CheckReport:
     with kernel.meta.reader() as db:
         _begin_snapshot(db, kernel.meta.dialect)
         try:
-            references, versions = _count_references(db, problems)
+            references, versions = _count_references(db, problems, deep=deep)
             rows = db.query_all("SELECT hash, refcount, state FROM t0_chunks")
             problems += _check_versions(db)
             problems += _check_prefixes(db)
@@ -161,17 +161,30 @@ def _begin_snapshot(db: Connection, dialect: str) -> None:
         db.execute("BEGIN")
 
 
+def _check_inline(seq: int, size: int, checksum: str, blob: bytes, *, deep: bool) -> list[str]:
+    try:
+        declared = declared_length(blob)
+        if declared != size:
+            return [f"version {seq}: inline value declares {declared} bytes, but size {size}"]
+        if deep:
+            decode_chunk(bytes.fromhex(checksum.removeprefix("blake3:")), blob)
+    except ChunkError as error:
+        return [f"version {seq}: inline value: {error}"]
+    return []
+
+
 def _count_references(
-    db: Connection, problems: list[str]
+    db: Connection, problems: list[str], *, deep: bool
 ) -> tuple[collections.Counter[bytes], int]:
     references: collections.Counter[bytes] = collections.Counter()
     versions = 0
-    for seq, size, inline, manifest_blob in db.query_all(
-        "SELECT seq, size, inline_data, manifest FROM t0_versions WHERE is_delete_marker = 0"
+    for seq, size, checksum, inline, manifest_blob in db.query_all(
+        "SELECT seq, size, checksum, inline_data, manifest FROM t0_versions"
+        " WHERE is_delete_marker = 0"
     ):
         versions += 1
-        if inline is not None and len(inline) != size:
-            problems.append(f"version {seq}: {len(inline)} inline bytes, but size {size}")
+        if inline is not None:
+            problems += _check_inline(seq, size, checksum, bytes(inline), deep=deep)
         if manifest_blob is not None:
             manifest = Manifest.decode(bytes(manifest_blob))
             if manifest.size != size:

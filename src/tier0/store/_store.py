@@ -19,7 +19,7 @@ from tier0.errors import InvalidArgument, InvalidRange, NoSuchBucket, NoSuchKey,
 from tier0.identity import Authorizer, Decision, Principal
 from tier0.meta import Committer, MetaBackend, WriteTx
 from tier0.store import _ops
-from tier0.store._chunking import ChunkingPolicy
+from tier0.store._chunking import ChunkingPolicy, decode_chunk, encode_chunk
 from tier0.store._chunks import ChunkBackend
 from tier0.store._manifest import Manifest
 from tier0.store._names import (
@@ -198,6 +198,11 @@ class Store:
             keepalive_s=kernel.config.gc_grace_s / 4,
         )
         manifest = ingested.manifest
+        inline = None
+        if ingested.inline is not None:
+            # Inline values are encoded like chunks: compressed when that pays,
+            # and verified on every read against the object's own BLAKE3.
+            inline = encode_chunk(ingested.inline, digest=_digest(ingested.checksum)).blob
         etag = (
             ingested.md5
             if ingested.md5 is not None
@@ -205,11 +210,11 @@ class Store:
         )
         new = _ops.NewVersion(
             size=ingested.size,
-            stored_bytes=ingested.stored_bytes,
+            stored_bytes=ingested.stored_bytes if inline is None else len(inline),
             etag=etag,
             checksum=ingested.checksum,
             content_type=content_type or mimetypes.guess_type(key)[0] or DEFAULT_CONTENT_TYPE,
-            inline=ingested.inline,
+            inline=inline,
             manifest=None if manifest is None else manifest.encode(),
             chunks=tuple((c.hash, c.length, c.stored_bytes) for c in ingested.chunks),
             metadata=metadata,
@@ -574,9 +579,16 @@ class Store:
         info = _ops.row_to_info(row[1:18])
         if info.is_delete_marker:
             raise NoSuchKey(f"{bucket}/{key} is deleted (its current version is a delete marker)")
-        inline = None if row[18] is None else bytes(row[18])
+        inline = None
+        if row[18] is not None:
+            inline = decode_chunk(_digest(info.checksum), bytes(row[18]))
         manifest = None if row[19] is None else Manifest.decode(bytes(row[19]))
         return info, inline, manifest
+
+
+def _digest(checksum: str) -> bytes:
+    """The BLAKE3 digest in a ``blake3:<hex>`` checksum."""
+    return bytes.fromhex(checksum.removeprefix("blake3:"))
 
 
 def _resume_point(prefix: str, delimiter: str | None, marker: str | None) -> tuple[str, bool]:
