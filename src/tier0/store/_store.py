@@ -17,7 +17,7 @@ from typing import IO, Any, Final, TypeVar
 
 from tier0.errors import InvalidArgument, InvalidRange, NoSuchBucket, NoSuchKey, NoSuchVersion
 from tier0.identity import Authorizer, Decision, Principal
-from tier0.meta import Committer, MetaBackend, WriteTx
+from tier0.meta import Committer, Connection, MetaBackend, WriteTx
 from tier0.store import _ops
 from tier0.store._chunking import ChunkingPolicy, decode_chunk, encode_chunk
 from tier0.store._chunks import ChunkBackend
@@ -377,46 +377,22 @@ class Store:
         if not 1 <= limit <= LIST_LIMIT_MAX:
             raise InvalidArgument(f"limit must be 1..{LIST_LIMIT_MAX}, got {limit}")
         self._authorize("s3:ListBucket", f"/{bucket}", owner=self._owner(bucket))
-        objects: list[ObjectInfo] = []
-        prefixes: list[str] = []
-        cursor, inclusive = _resume_point(prefix, delimiter, start_after)
+        key, inclusive = _resume_point(prefix, delimiter, start_after)
         upper = prefix_successor(prefix)
+        where = "bucket = ? AND is_latest = 1 AND is_delete_marker = 0"
         with self._kernel.meta.reader() as db:
-            while True:
-                sql = (
-                    f"SELECT {_ops.VERSION_COLUMNS} FROM t0_versions"
-                    " WHERE bucket = ? AND is_latest = 1 AND is_delete_marker = 0"
-                )
-                sql += " AND key >= ?" if inclusive else " AND key > ?"
-                params: list[Any] = [bucket, cursor]
-                if upper is not None:
-                    sql += " AND key < ?"
-                    params.append(upper)
-                want = limit - len(objects) - len(prefixes) + 1
-                rows = db.query_all(sql + " ORDER BY key LIMIT ?", (*params, want))
-                if not rows:
-                    return ListPage(objects, prefixes, False, None)
-                rolled_into: str | None = None
-                for row in rows:
-                    key = row[2]
-                    if rolled_into is not None and key.startswith(rolled_into):
-                        continue  # under the common prefix just listed: counted once
-                    if len(objects) + len(prefixes) == limit:
-                        return ListPage(objects, prefixes, True, _last(objects, prefixes))
-                    cut = key.find(delimiter, len(prefix)) if delimiter else -1
-                    if cut >= 0:
-                        rolled_into = key[: cut + len(delimiter or "")]
-                        prefixes.append(rolled_into)
-                        following = prefix_successor(rolled_into)
-                        if following is None:
-                            return ListPage(objects, prefixes, False, None)
-                        # Resume past every key under it: one seek, however many there are.
-                        cursor, inclusive = following, True
-                        continue
-                    objects.append(_ops.row_to_info(row))
-                    cursor, inclusive = key, False
-                if len(rows) < want:
-                    return ListPage(objects, prefixes, False, None)
+
+            def fetch(cursor: _Cursor, want: int) -> list[Any]:
+                # One current row per key: resuming after a key needs no seq.
+                return _fetch(db, where, [bucket], (*cursor[:2], None), upper, "key", want)
+
+            rows, prefixes, truncated = _walk(
+                fetch, (key, inclusive, None), prefix, delimiter, limit
+            )
+        objects = [_ops.row_to_info(row) for row in rows]
+        if not truncated:
+            return ListPage(objects, prefixes, False, None)
+        return ListPage(objects, prefixes, True, _last(objects, prefixes))
 
     def iter_objects(self, bucket: str, *, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every current object under ``prefix``, page by page."""
@@ -444,8 +420,6 @@ class Store:
             raise InvalidArgument(f"limit must be 1..{LIST_LIMIT_MAX}, got {limit}")
         self._authorize("s3:ListBucketVersions", f"/{bucket}", owner=self._owner(bucket))
         upper = prefix_successor(prefix)
-        versions: list[ObjectInfo] = []
-        prefixes: list[str] = []
         with self._kernel.meta.reader() as db:
             after_seq = None
             if key_marker is not None and version_marker is not None:
@@ -458,49 +432,17 @@ class Store:
                         f"version marker {version_marker!r} is not a version of {key_marker!r}"
                     )
                 after_seq = row[0]
-            # Resume at `cursor_key` inclusive, or after (cursor_key, after_seq).
-            cursor_key, inclusive = _resume_point(prefix, delimiter, key_marker)
-            if inclusive:
-                after_seq = None
-            while True:
-                sql = f"SELECT {_ops.VERSION_COLUMNS} FROM t0_versions WHERE bucket = ?"
-                params: list[Any] = [bucket]
-                if inclusive:
-                    sql += " AND key >= ?"
-                    params.append(cursor_key)
-                elif after_seq is not None:
-                    sql += " AND (key > ? OR (key = ? AND seq < ?))"
-                    params += [cursor_key, cursor_key, after_seq]
-                else:
-                    sql += " AND key > ?"
-                    params.append(cursor_key)
-                if upper is not None:
-                    sql += " AND key < ?"
-                    params.append(upper)
-                want = limit - len(versions) - len(prefixes) + 1
-                rows = db.query_all(sql + " ORDER BY key, seq DESC LIMIT ?", (*params, want))
-                if not rows:
-                    return VersionPage(versions, prefixes, False, None, None)
-                rolled_into: str | None = None
-                for row in rows:
-                    key = row[2]
-                    if rolled_into is not None and key.startswith(rolled_into):
-                        continue  # under the common prefix just listed: counted once
-                    if len(versions) + len(prefixes) == limit:
-                        return _truncated_versions(versions, prefixes)
-                    cut = key.find(delimiter, len(prefix)) if delimiter else -1
-                    if cut >= 0:
-                        rolled_into = key[: cut + len(delimiter or "")]
-                        prefixes.append(rolled_into)
-                        following = prefix_successor(rolled_into)
-                        if following is None:
-                            return VersionPage(versions, prefixes, False, None, None)
-                        cursor_key, inclusive, after_seq = following, True, None
-                        continue
-                    versions.append(_ops.row_to_info(row))
-                    cursor_key, inclusive, after_seq = key, False, row[0]
-                if len(rows) < want:
-                    return VersionPage(versions, prefixes, False, None, None)
+            key, inclusive = _resume_point(prefix, delimiter, key_marker)
+
+            def fetch(cursor: _Cursor, want: int) -> list[Any]:
+                return _fetch(db, "bucket = ?", [bucket], cursor, upper, "key, seq DESC", want)
+
+            start: _Cursor = (key, inclusive, None if inclusive else after_seq)
+            rows, prefixes, truncated = _walk(fetch, start, prefix, delimiter, limit)
+        versions = [_ops.row_to_info(row) for row in rows]
+        if not truncated:
+            return VersionPage(versions, prefixes, False, None, None)
+        return _truncated_versions(versions, prefixes)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -589,6 +531,82 @@ class Store:
 def _digest(checksum: str) -> bytes:
     """The BLAKE3 digest in a ``blake3:<hex>`` checksum."""
     return bytes.fromhex(checksum.removeprefix("blake3:"))
+
+
+#: Where a listing resumes: (key, inclusive, seq). With ``inclusive`` it starts
+#: at ``key``; else just after ``key``, or after version ``seq`` of it when set.
+_Cursor = tuple[str, bool, int | None]
+
+
+def _fetch(
+    db: Connection,
+    where: str,
+    params: list[Any],
+    cursor: _Cursor,
+    upper: str | None,
+    order: str,
+    want: int,
+) -> list[Any]:
+    """Up to ``want`` version rows matching ``where`` from ``cursor`` on, below ``upper``."""
+    key, inclusive, seq = cursor
+    sql = f"SELECT {_ops.VERSION_COLUMNS} FROM t0_versions WHERE {where}"
+    params = [*params]
+    if inclusive:
+        sql += " AND key >= ?"
+        params.append(key)
+    elif seq is not None:
+        sql += " AND (key > ? OR (key = ? AND seq < ?))"
+        params += [key, key, seq]
+    else:
+        sql += " AND key > ?"
+        params.append(key)
+    if upper is not None:
+        sql += " AND key < ?"
+        params.append(upper)
+    return db.query_all(f"{sql} ORDER BY {order} LIMIT ?", (*params, want))
+
+
+def _walk(
+    fetch: Callable[[_Cursor, int], list[Any]],
+    cursor: _Cursor,
+    prefix: str,
+    delimiter: str | None,
+    limit: int,
+) -> tuple[list[Any], list[str], bool]:
+    """Rows and common prefixes in key order, ``limit`` of them together, and whether more follow.
+
+    Keys holding ``delimiter`` after ``prefix`` roll up into one common prefix
+    each. The rows under a prefix just listed are skipped within a fetched
+    page; when a page runs out, the next fetch seeks past the prefix, so a
+    prefix over millions of keys costs one seek, not a scan.
+    """
+    rows_out: list[Any] = []
+    prefixes: list[str] = []
+    while True:
+        want = limit - len(rows_out) - len(prefixes) + 1
+        rows = fetch(cursor, want)
+        if not rows:
+            return rows_out, prefixes, False
+        rolled_into: str | None = None
+        for row in rows:
+            key = row[2]
+            if rolled_into is not None and key.startswith(rolled_into):
+                continue  # under the common prefix just listed: counted once
+            if len(rows_out) + len(prefixes) == limit:
+                return rows_out, prefixes, True
+            cut = key.find(delimiter, len(prefix)) if delimiter else -1
+            if cut >= 0:
+                rolled_into = key[: cut + len(delimiter or "")]
+                prefixes.append(rolled_into)
+                following = prefix_successor(rolled_into)
+                if following is None:
+                    return rows_out, prefixes, False
+                cursor = (following, True, None)
+                continue
+            rows_out.append(row)
+            cursor = (key, False, row[0])
+        if len(rows) < want:
+            return rows_out, prefixes, False
 
 
 def _resume_point(prefix: str, delimiter: str | None, marker: str | None) -> tuple[str, bool]:
