@@ -189,7 +189,7 @@ class Store:
         decision = self._authorize_write("s3:PutObject", bucket, f"/{bucket}/{key}")
         kernel = self._kernel
         ingested = ingest(
-            _blocks(data),
+            data if isinstance(data, bytes) else _blocks(data),
             kernel.chunks,
             kernel.executor,
             inline_bytes_max=kernel.config.inline_bytes_max,

@@ -20,6 +20,7 @@ from typing import Final
 
 import blake3
 
+from tier0.errors import StoreError
 from tier0.store._chunking import ChunkingPolicy, chunk_name, encode_chunk, iter_chunks
 from tier0.store._chunks import ChunkBackend
 from tier0.store._manifest import Manifest
@@ -71,7 +72,7 @@ def store_chunk(backend: ChunkBackend, data: bytes | memoryview) -> StoredChunk:
 
 
 def ingest(
-    source: Iterable[bytes],
+    source: bytes | Iterable[bytes],
     backend: ChunkBackend,
     executor: Executor,
     *,
@@ -89,13 +90,26 @@ def ingest(
     spares anything touched within its grace period, cannot take it before
     the caller commits).
     """
+    if isinstance(source, bytes):
+        if len(source) <= inline_bytes_max:
+            # The common small put, without the streaming machinery.
+            return Ingested(
+                len(source),
+                source,
+                (),
+                "blake3:" + blake3.blake3(source).hexdigest(),
+                hashlib.md5(source, usedforsecurity=False).hexdigest() if md5 else None,
+            )
+        source = [source]
     whole = blake3.blake3()
     digest_md5 = hashlib.md5(usedforsecurity=False) if md5 else None
     size = 0
 
+    blocks = source
+
     def counted() -> Iterator[bytes]:
         nonlocal size
-        for block in source:
+        for block in blocks:
             if not block:
                 continue
             block = bytes(block)
@@ -143,7 +157,13 @@ def _store_all(
             if clock() - refreshed > keepalive_s:
                 # A slow stream: keep what is already stored fresh for the GC.
                 for chunk in done:
-                    backend.touch(chunk_name(chunk.hash))
+                    if backend.touch(chunk_name(chunk.hash)) is None:
+                        # Only a GC with a grace period shorter than keepalive_s
+                        # allows can do this; committing now would lose data.
+                        raise StoreError(
+                            f"chunk {chunk_name(chunk.hash)} was collected while this write"
+                            " held it: the GC grace period is shorter than the write took"
+                        )
                 refreshed = clock()
         while in_flight:
             done.append(in_flight.popleft().result())
