@@ -279,14 +279,21 @@ def declared_length(blob: bytes) -> int:
 
     Raises ChunkCorrupted if the blob has no valid header.
     """
+    return _header(blob, "blob")[1]
+
+
+def _header(blob: bytes, what: str) -> tuple[int, int]:
+    """(codec number, raw length) from a blob's header; ChunkCorrupted naming ``what``."""
     if len(blob) < _HEADER.size:
         raise ChunkCorrupted(
-            f"blob of {len(blob)} bytes is shorter than a {_HEADER.size}-byte header"
+            f"{what}: {len(blob)} bytes is shorter than the {_HEADER.size}-byte header"
         )
-    magic, _, length = _HEADER.unpack_from(blob)
+    magic, codec_number, length = _HEADER.unpack_from(blob)
     if magic != _MAGIC:
-        raise ChunkCorrupted(f"bad magic {magic!r}, expected {_MAGIC!r}")
-    return int(length)
+        raise ChunkCorrupted(f"{what}: bad magic {magic!r}, expected {_MAGIC!r}")
+    if length > CHUNK_BYTES_MAX:
+        raise ChunkCorrupted(f"{what}: header declares {length} bytes, more than {CHUNK_BYTES_MAX}")
+    return int(codec_number), int(length)
 
 
 def decode_chunk(hash: bytes, blob: bytes) -> bytes:
@@ -297,17 +304,7 @@ def decode_chunk(hash: bytes, blob: bytes) -> bytes:
     result's BLAKE3 differs from ``hash``. Safe to call from several threads.
     """
     name = chunk_name(hash)
-    if len(blob) < _HEADER.size:
-        raise ChunkCorrupted(
-            f"chunk {name}: blob of {len(blob)} bytes is shorter than its {_HEADER.size}-byte header"
-        )
-    magic, codec_number, length = _HEADER.unpack_from(blob)
-    if magic != _MAGIC:
-        raise ChunkCorrupted(f"chunk {name}: bad magic {magic!r}, expected {_MAGIC!r}")
-    if length > CHUNK_BYTES_MAX:
-        raise ChunkCorrupted(
-            f"chunk {name}: header declares {length} bytes, more than {CHUNK_BYTES_MAX}"
-        )
+    codec_number, length = _header(blob, f"chunk {name}")
     payload = memoryview(blob)[_HEADER.size :]
     if codec_number == Codec.RAW:
         raw = bytes(payload)
