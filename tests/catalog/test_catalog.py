@@ -423,3 +423,18 @@ def test_plans_cached_max_zero_caches_nothing(backend: MetaBackend) -> None:
     stats = catalog.statistics()
     assert (stats.plan_cache_misses, stats.plan_cache_hits, stats.plans_cached) == (2, 0, 0)
     catalog.close()
+
+
+def test_engine_refuses_a_read_behind_the_views_the_checks_let_through(
+    catalog: Catalog, backend: MetaBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Credentials sit in an internal table; only the engine stands in the way here.
+    monkeypatch.setattr(
+        catalog,
+        "_compile",
+        lambda sql, visible: Plan("SELECT secret_key FROM t0_credentials", None),
+    )
+    with pytest.raises(SQLNotAllowed, match="read-only"):
+        catalog.query("SELECT 1")
+    monkeypatch.undo()
+    assert catalog.query("SELECT count(*) FROM versions").rows == [(len(VERSIONS),)]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tier0.errors import InvalidArgument, MetaError, MetaUnavailable, SchemaMismatch
-from tier0.meta import Committer, MetaBackend, WriteTx, open_backend
+from tier0.meta import Committer, MetaBackend, PostgresBackend, WriteTx, open_backend
 
 
 @pytest.fixture
@@ -120,3 +120,27 @@ def test_unknown_backend_and_unreachable_postgres_are_clear_errors(tmp_path: pat
         open_backend("postgresql://user:hunter2@127.0.0.1:1/db", data_dir=tmp_path)
     assert "hunter2" not in str(caught.value)
     assert "127.0.0.1:1" in str(caught.value)
+
+
+@pytest.mark.postgres
+def test_postgres_user_without_createrole_still_gets_a_working_catalog(
+    tmp_path: pathlib.Path, postgres_url: str
+) -> None:
+    import psycopg
+
+    import tier0
+
+    name = postgres_url.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS tier0_limited_user")
+        admin.execute("CREATE ROLE tier0_limited_user LOGIN NOCREATEROLE")
+        admin.execute(f"ALTER DATABASE {name} OWNER TO tier0_limited_user")
+        admin.execute("ALTER SCHEMA public OWNER TO tier0_limited_user")
+    limited_url = postgres_url.replace("postgresql://postgres@", "postgresql://tier0_limited_user@")
+    with tier0.open(tmp_path / "data", meta=limited_url) as t0:
+        backend = t0._kernel.meta
+        assert isinstance(backend, PostgresBackend)
+        assert backend.catalog_role is None  # it could not make the reader role
+        t0.create_bucket("bkt")
+        t0.put("bkt", "k", b"x")
+        assert t0.sql("SELECT key FROM objects").rows == [("k",)]

@@ -287,6 +287,7 @@ class Catalog:
             connection = self._backend.read_only_connection()
             for name, arity, function in SQLITE_FUNCTIONS:
                 connection.raw.create_function(name, arity, function, deterministic=True)
+            connection.raw.set_authorizer(_sqlite_authorizer)
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
@@ -313,6 +314,9 @@ class Catalog:
         with self._backend.reader() as connection:
             connection.execute("BEGIN READ ONLY")
             try:
+                role = getattr(self._backend, "catalog_role", None)
+                if role is not None:
+                    connection.execute(f"SET LOCAL ROLE {role}")
                 # SET LOCAL by function: one round trip, which also tells cancel_all the pid.
                 settings = (
                     "set_config('statement_timeout', ?, true), set_config('TimeZone', 'UTC', true)"
@@ -336,6 +340,25 @@ class Catalog:
                 with self._lock:
                     running.pid = None  # before the connection can serve anyone else
                 connection.rollback()
+
+
+def _sqlite_authorizer(
+    action: int, first: str | None, second: str | None, database: str | None, view: str | None
+) -> int:
+    """SQLite's own guard under the catalog's checks: reads, and only through the views.
+
+    An internal ``t0_*`` table's columns may be read only on behalf of a view
+    (``view`` names it); anything but reading and calling functions is
+    refused. A read of no column (``count(*)`` over a view, which SQLite runs
+    on the table) reveals no data and is let through.
+    """
+    if action == sqlite3.SQLITE_READ:
+        if first is not None and first.startswith("t0_") and view is None and second:
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+    if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE):
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
 
 
 def _check_limits(timeout_s: float, rows_max: int) -> None:
@@ -407,8 +430,8 @@ def _engine_error(error: Exception, running: _Running, timeout_s: float) -> Cata
         message = str(error)
         if message == "interrupted":
             return _stopped(running, timeout_s)
-        if "readonly" in message:
-            return SQLNotAllowed(f"catalog SQL is read-only: {message}")
+        if "readonly" in message or "not authorized" in message or "prohibited" in message:
+            return SQLNotAllowed(f"catalog SQL is read-only and reads only its views: {message}")
         if message.startswith(_SQLITE_SYNTAX):
             return SQLSyntaxError(message)
         return CatalogError(f"the query failed: {message}")
@@ -417,7 +440,7 @@ def _engine_error(error: Exception, running: _Running, timeout_s: float) -> Cata
     if sqlstate == "57014":
         return _stopped(running, timeout_s)
     if sqlstate in ("25006", "42501"):
-        return SQLNotAllowed(f"catalog SQL is read-only: {message}")
+        return SQLNotAllowed(f"catalog SQL is read-only and reads only its views: {message}")
     if sqlstate.startswith(("42", "0A")):
         return SQLSyntaxError(message)
     return CatalogError(f"the query failed: {message}")

@@ -21,6 +21,8 @@ from tier0.errors import MetaUnavailable, StorageFull
 from tier0.meta._backend import Connection, Cursor, MetaBackend, Params
 
 CHANNEL: Final = "tier0_commits"
+#: The role user SQL runs as: SELECT on the catalog views and nothing else.
+CATALOG_ROLE: Final = "tier0_catalog_reader"
 READERS_MAX: Final = 16
 CONNECT_TIMEOUT_S: Final = 10
 
@@ -112,6 +114,8 @@ class PostgresBackend(MetaBackend):
         self._pool: list[PostgresConnection] = []
         self._pool_lock = threading.Lock()
         self._listener: _Listener | None = None
+        #: Set by install_schema when the catalog reader role could be made.
+        self.catalog_role: str | None = None
         # Fail now, with a clear message, rather than on the first request.
         self._release(self._acquire())
 
@@ -145,6 +149,48 @@ class PostgresBackend(MetaBackend):
             yield connection
         finally:
             self._release(connection)
+
+    def install_schema(self) -> None:
+        super().install_schema()
+        self.catalog_role = self._install_catalog_role()
+
+    def _install_catalog_role(self) -> str | None:
+        """Create the role user SQL runs as, if this database user may; its name, or None.
+
+        Views run with their owner's rights, so SELECT on the views (and on no
+        table) lets a query read the catalog and nothing behind it, whatever
+        slipped past the catalog's own checks.
+        """
+        from tier0.meta._schema import CATALOG_VIEWS
+
+        psycopg = _import_psycopg()
+        connection = self.connect()
+        try:
+            connection.begin_write()
+            connection.execute(
+                "DO $$ BEGIN CREATE ROLE " + CATALOG_ROLE + " NOLOGIN;"
+                " EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            )
+            connection.execute(f"GRANT SELECT ON {', '.join(CATALOG_VIEWS)} TO {CATALOG_ROLE}")
+            connection.execute(f"GRANT {CATALOG_ROLE} TO CURRENT_USER")
+            connection.commit()
+            return CATALOG_ROLE
+        except (psycopg.Error, MetaUnavailable):
+            connection.rollback()
+        finally:
+            connection.close()
+        # No CREATEROLE privilege, or another process made the role at the
+        # same moment: use it if it is there for us; else the catalog's own
+        # checks and READ ONLY remain.
+        with self.reader() as db:
+            if db.query_one("SELECT 1 FROM pg_roles WHERE rolname = ?", (CATALOG_ROLE,)) is None:
+                return None
+            row = db.query_one(
+                "SELECT pg_has_role(current_user, ?, 'MEMBER')"
+                " AND NOT has_table_privilege(?, 't0_versions', 'SELECT')",
+                (CATALOG_ROLE, CATALOG_ROLE),
+            )
+        return CATALOG_ROLE if row[0] else None
 
     def before_commit(self, connection: Connection) -> None:
         # Delivered when (and only if) the transaction commits.
