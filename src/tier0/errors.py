@@ -34,6 +34,10 @@ missing key is a ``KeyError``, bad input a ``ValueError``, a denied request a
         ├── NoSuchPrincipal (KeyError)
         ├── PrincipalExists
         └── InvalidCredentials (PermissionError)
+
+Protocols add errors of their own beneath these (``tier0.protocols.s3``'s
+``S3AuthError`` family subclasses ``InvalidCredentials``, ``AccessDenied``
+and ``InvalidArgument``), each carrying the code its protocol answers with.
 """
 
 from __future__ import annotations

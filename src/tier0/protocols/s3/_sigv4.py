@@ -1,0 +1,236 @@
+"""AWS Signature Version 4 as S3 computes it: canonical forms and the HMAC chain.
+
+Pure functions over strings, with no I/O and no tier0 types: `_auth` parses and
+judges requests, `_chunked` verifies chunk chains, and both call down to here.
+The definitions follow the S3 API reference ("Signature Calculations for the
+Authorization Header", "...Transferring Payload in Multiple Chunks" and
+"...Including Trailing Headers").
+
+S3 differs from the generic SigV4 in two places, both reproduced here: the path
+is neither normalised (``a//b/../c`` stays as sent) nor encoded twice, and a
+query parameter without ``=`` canonicalises as ``name=``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import quote_from_bytes, unquote_to_bytes
+
+ALGORITHM: Final = "AWS4-HMAC-SHA256"
+SCOPE_TERMINATOR: Final = "aws4_request"
+SERVICE: Final = "s3"
+EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
+
+UNSIGNED_PAYLOAD: Final = "UNSIGNED-PAYLOAD"
+STREAMING_SIGNED: Final = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+STREAMING_SIGNED_TRAILER: Final = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+STREAMING_UNSIGNED_TRAILER: Final = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+
+_CHUNK_ALGORITHM: Final = "AWS4-HMAC-SHA256-PAYLOAD"
+_TRAILER_ALGORITHM: Final = "AWS4-HMAC-SHA256-TRAILER"
+
+
+def uri_encode(raw: bytes) -> str:
+    """AWS ``UriEncode``: unreserved bytes (``A-Za-z0-9-_.~``) as they are, all
+    others as ``%XY`` with upper-case hex, ``/`` included.
+
+    ``quote_from_bytes`` keeps exactly that unreserved set (``~`` since 3.7) and
+    writes upper-case hex, which is why it can stand in for AWS's definition.
+    """
+    return quote_from_bytes(raw, safe="")
+
+
+def canonical_uri(raw_path: str) -> str:
+    """The canonical URI of a raw (still percent-encoded) request path.
+
+    Each ``/``-separated segment is decoded and encoded again with `uri_encode`,
+    so ``%7e``, ``%7E`` and ``~`` all sign as ``~``, while an encoded slash
+    (``%2F``) stays inside its segment. Empty segments (``//``) and a trailing
+    ``/`` are kept: S3 does not normalise paths, and neither do its clients.
+
+    >>> canonical_uri("/bucket/a%20b/%7euser//x+y/")
+    '/bucket/a%20b/~user//x%2By/'
+    """
+    if not raw_path:
+        return "/"
+    return "/".join(uri_encode(unquote_to_bytes(segment)) for segment in raw_path.split("/"))
+
+
+def canonical_query(raw_query: str, *, exclude: str | None = None) -> str:
+    """The canonical query string of a raw query (without the ``?``).
+
+    Names and values are decoded (``+`` stays a plus: S3's clients encode a space
+    as ``%20``), encoded with `uri_encode`, and sorted by encoded name, then by
+    encoded value. ``exclude`` names a parameter left out (a presigned URL's own
+    ``X-Amz-Signature``). Empty pieces (``a=1&&b=2``) carry nothing and are skipped.
+
+    >>> canonical_query("prefix=J&max-keys=2&uploads")
+    'max-keys=2&prefix=J&uploads='
+    """
+    pairs: list[tuple[str, str]] = []
+    for piece in raw_query.split("&"):
+        if not piece:
+            continue
+        name, _, value = piece.partition("=")
+        decoded_name = unquote_to_bytes(name)
+        if exclude is not None and decoded_name == exclude.encode():
+            continue
+        pairs.append((uri_encode(decoded_name), uri_encode(unquote_to_bytes(value))))
+    pairs.sort()
+    return "&".join(f"{name}={value}" for name, value in pairs)
+
+
+def canonical_header_value(value: str) -> str:
+    """``Trimall``: no leading or trailing blanks, inner runs of blanks as one space.
+
+    Splitting on any whitespace is what botocore does, so the two agree on tabs.
+    """
+    return " ".join(value.split())
+
+
+def canonical_request(
+    *,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    signed_headers: Iterable[str],
+    payload_hash: str,
+    exclude_query: str | None = None,
+) -> str:
+    """The canonical request, six lines joined by ``\\n``.
+
+    ``headers`` has lower-case names; a signed header absent from it signs as an
+    empty value (so removing it still changes the signature).
+    """
+    names = list(signed_headers)
+    header_lines = "".join(
+        f"{name}:{canonical_header_value(headers.get(name, ''))}\n" for name in names
+    )
+    return "\n".join(
+        (
+            method.upper(),
+            canonical_uri(raw_path),
+            canonical_query(raw_query, exclude=exclude_query),
+            header_lines,
+            ";".join(names),
+            payload_hash,
+        )
+    )
+
+
+def scope(date: str, region: str, service: str = SERVICE) -> str:
+    """``<yyyymmdd>/<region>/<service>/aws4_request``."""
+    return f"{date}/{region}/{service}/{SCOPE_TERMINATOR}"
+
+
+def string_to_sign(timestamp: str, credential_scope: str, request: str) -> str:
+    """The string to sign for a canonical request (``timestamp`` as ``yyyymmddThhmmssZ``)."""
+    digest = hashlib.sha256(request.encode()).hexdigest()
+    return f"{ALGORITHM}\n{timestamp}\n{credential_scope}\n{digest}"
+
+
+def derive_signing_key(secret: str, date: str, region: str, service: str = SERVICE) -> bytes:
+    """``HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")``."""
+    key = _hmac(("AWS4" + secret).encode(), date)
+    key = _hmac(key, region)
+    key = _hmac(key, service)
+    return _hmac(key, SCOPE_TERMINATOR)
+
+
+def sign(signing_key: bytes, text: str) -> str:
+    """The hex HMAC-SHA256 of ``text`` under a derived signing key."""
+    return hmac.new(signing_key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _hmac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+class SigningKeyCache:
+    """A small, bounded, thread-safe LRU of derived signing keys.
+
+    A signing key is four HMACs away from the secret and changes only with the
+    date, the region and the secret itself, so one derivation serves a client's
+    whole day. The secret is part of the cache key on purpose: a rotated secret
+    never finds a key derived from the old one.
+    """
+
+    def __init__(self, *, entries_max: int = 1024) -> None:
+        assert entries_max >= 1, entries_max
+        self._entries_max = entries_max
+        self._keys: OrderedDict[tuple[str, str, str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, secret: str, date: str, region: str, service: str = SERVICE) -> bytes:
+        """The signing key for this secret, date, region and service."""
+        cache_key = (secret, date, region, service)
+        with self._lock:
+            key = self._keys.get(cache_key)
+            if key is not None:
+                self._keys.move_to_end(cache_key)
+                return key
+        key = derive_signing_key(secret, date, region, service)
+        with self._lock:
+            self._keys[cache_key] = key
+            self._keys.move_to_end(cache_key)
+            while len(self._keys) > self._entries_max:
+                self._keys.popitem(last=False)
+        return key
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._keys)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSigning:
+    """What it takes to verify an ``aws-chunked`` body's signature chain.
+
+    ``seed`` is the request's own signature; the chain starts there. The signing
+    key stays out of ``repr`` so that it cannot end up in a log line.
+    """
+
+    signing_key: bytes = field(repr=False)
+    timestamp: str
+    credential_scope: str
+    seed: str
+
+    def chunk_signature(self, previous: str, chunk_sha256: str) -> str:
+        """The signature of one chunk, given the previous signature in the chain."""
+        text = "\n".join(
+            (
+                _CHUNK_ALGORITHM,
+                self.timestamp,
+                self.credential_scope,
+                previous,
+                EMPTY_SHA256,
+                chunk_sha256,
+            )
+        )
+        return sign(self.signing_key, text)
+
+    def trailer_signature(self, previous: str, trailer_sha256: str) -> str:
+        """The signature of the trailer section, chained from the last chunk's."""
+        text = "\n".join(
+            (_TRAILER_ALGORITHM, self.timestamp, self.credential_scope, previous, trailer_sha256)
+        )
+        return sign(self.signing_key, text)
+
+
+def canonical_trailer(trailers: Mapping[str, str]) -> bytes:
+    """The bytes a trailer signature covers: ``name:value\\n`` per trailer.
+
+    Names are lower-case and values trimmed like header values, in the order the
+    trailers arrived: a client hashes the lines it writes, in the order it
+    writes them.
+    """
+    return "".join(
+        f"{name}:{canonical_header_value(value)}\n" for name, value in trailers.items()
+    ).encode()
