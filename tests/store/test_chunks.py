@@ -450,3 +450,20 @@ def test_delete_if_idle_never_deletes_blob_when_touch_races_from_another_process
     assert present.isdisjoint(deleted)
     assert present | deleted == set(every_name)
     assert backend.check() == []
+
+
+def test_write_falls_back_to_buffered_io_when_direct_io_is_refused_at_write(
+    backend: LocalChunkBackend, root: Path, seam: FaultySeam
+) -> None:
+    refusals = []
+
+    def refuse_once(path: str) -> None:
+        if not refusals:
+            refusals.append(path)
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+    seam.before["write"] = refuse_once
+    backend.write(NAME, BLOB)
+    assert refusals and backend.read(NAME) == BLOB
+    assert os.listdir(root / "tmp") == []
+    assert backend.check() == []

@@ -293,6 +293,16 @@ class LocalChunkBackend(ChunkBackend):
     # -- the seam ------------------------------------------------------------
 
     def write(self, name: str, blob: Blob) -> None:
+        try:
+            self._write(name, blob)
+        except OSError as error:
+            if error.errno != errno.EINVAL or not self._direct:
+                raise
+            # Some filesystems accept O_DIRECT at open and refuse it at write.
+            self._direct = False
+            self._write(name, blob)
+
+    def _write(self, name: str, blob: Blob) -> None:
         directory, path = self._locate(name)
         parts = (
             [memoryview(blob).cast("B")]
