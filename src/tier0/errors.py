@@ -8,6 +8,10 @@ missing key is a ``KeyError``, bad input a ``ValueError``, a denied request a
     ├── InvalidArgument (ValueError)        bad input, nothing was written
     │   ├── InvalidBucketName
     │   ├── InvalidKey
+    │   │   └── KeyTooLong
+    │   ├── InvalidMetadata
+    │   │   └── MetadataTooLarge
+    │   ├── InvalidTag
     │   └── InvalidRange
     ├── StoreError                          the element store
     │   ├── NoSuchBucket (KeyError)
@@ -58,9 +62,13 @@ __all__ = [
     "InvalidBucketName",
     "InvalidCredentials",
     "InvalidKey",
+    "InvalidMetadata",
     "InvalidRange",
+    "InvalidTag",
+    "KeyTooLong",
     "MetaError",
     "MetaUnavailable",
+    "MetadataTooLarge",
     "NoSuchBucket",
     "NoSuchKey",
     "NoSuchPrincipal",
@@ -96,6 +104,22 @@ class InvalidBucketName(InvalidArgument):
 
 class InvalidKey(InvalidArgument):
     """An object key is empty, too long, contains NUL or is not valid UTF-8."""
+
+
+class KeyTooLong(InvalidKey):
+    """An object key is longer than 1,024 bytes of UTF-8."""
+
+
+class InvalidMetadata(InvalidArgument):
+    """User metadata has a bad name or value; nothing was written."""
+
+
+class MetadataTooLarge(InvalidMetadata):
+    """User metadata is larger than the 2 KiB S3 allows."""
+
+
+class InvalidTag(InvalidArgument):
+    """A tag set has too many tags, or a tag name or value is malformed or too long."""
 
 
 class InvalidRange(InvalidArgument):

@@ -329,8 +329,12 @@ def test_tags_and_metadata(t0: tier0.Tier0) -> None:
     assert t0.get_tags("bkt", "k") == {"stage": "raw"}
     t0.set_tags("bkt", "k", {"stage": "clean"})
     assert t0.get_tags("bkt", "k") == {"stage": "clean"}
-    with pytest.raises(InvalidKey):
+    with pytest.raises(tier0.InvalidTag):
         t0.set_tags("bkt", "k", {f"t{i}": "v" for i in range(11)})
+    with pytest.raises(tier0.MetadataTooLarge):
+        t0.put("bkt", "big-metadata", b"x", metadata={"m": "v" * 3000})
+    with pytest.raises(tier0.KeyTooLong):
+        t0.put("bkt", "k" * 1025, b"x")
 
 
 def test_events_follow_every_mutation_with_gap_free_seq(t0: tier0.Tier0) -> None:

@@ -11,7 +11,14 @@ import re
 import secrets
 from typing import Final
 
-from tier0.errors import InvalidBucketName, InvalidKey
+from tier0.errors import (
+    InvalidBucketName,
+    InvalidKey,
+    InvalidMetadata,
+    InvalidTag,
+    KeyTooLong,
+    MetadataTooLarge,
+)
 
 KEY_BYTES_MAX: Final = 1024
 METADATA_BYTES_MAX: Final = 2048  # S3's limit on user metadata, keys and values together
@@ -57,7 +64,7 @@ def validate_key(key: str) -> None:
     if not encoded:
         raise InvalidKey("an object key may not be empty")
     if len(encoded) > KEY_BYTES_MAX:
-        raise InvalidKey(
+        raise KeyTooLong(
             f"object key is {len(encoded)} bytes of UTF-8; the limit is {KEY_BYTES_MAX}"
         )
     if "\x00" in key:
@@ -74,22 +81,24 @@ def validate_metadata(metadata: dict[str, str]) -> None:
     total = 0
     for name, value in metadata.items():
         if not isinstance(name, str) or not isinstance(value, str):
-            raise InvalidKey("user metadata maps str names to str values")
+            raise InvalidMetadata("user metadata maps str names to str values")
         if not name or not all(c.isalnum() or c in "-_." for c in name):
-            raise InvalidKey(f"user metadata name {name!r} may hold only letters, digits and - _ .")
+            raise InvalidMetadata(
+                f"user metadata name {name!r} may hold only letters, digits and - _ ."
+            )
         total += len(name.encode()) + len(value.encode())
     if total > METADATA_BYTES_MAX:
-        raise InvalidKey(f"user metadata is {total} bytes; the limit is {METADATA_BYTES_MAX}")
+        raise MetadataTooLarge(f"user metadata is {total} bytes; the limit is {METADATA_BYTES_MAX}")
 
 
 def validate_tags(tags: dict[str, str]) -> None:
     if len(tags) > TAG_COUNT_MAX:
-        raise InvalidKey(f"{len(tags)} tags given; an element holds at most {TAG_COUNT_MAX}")
+        raise InvalidTag(f"{len(tags)} tags given; an element holds at most {TAG_COUNT_MAX}")
     for name, value in tags.items():
         if not isinstance(name, str) or not isinstance(value, str):
-            raise InvalidKey("tags map str names to str values")
+            raise InvalidTag("tags map str names to str values")
         if not 1 <= len(name) <= TAG_KEY_CHARS_MAX or len(value) > TAG_VALUE_CHARS_MAX:
-            raise InvalidKey(
+            raise InvalidTag(
                 f"tag {name!r}: names are 1..{TAG_KEY_CHARS_MAX} characters, values at most {TAG_VALUE_CHARS_MAX}"
             )
 
