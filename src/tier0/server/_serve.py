@@ -26,6 +26,7 @@ import uvicorn
 
 from tier0._client import Tier0
 from tier0.errors import InvalidArgument
+from tier0.protocols.s3 import create_s3_app
 from tier0.server._app import Limits, create_app
 
 DEFAULT_PORT: Final = 9000
@@ -150,7 +151,8 @@ def serve(
     if (certfile is None) != (keyfile is None):
         raise InvalidArgument("TLS needs both a certificate file and a key file")
     tls = certfile is not None
-    app = create_app(t0, limits=limits)
+    s3 = create_s3_app(t0)
+    app = create_app(t0, limits=limits, fallback=s3)
     config = uvicorn.Config(
         app,
         loop="uvloop",
@@ -183,6 +185,7 @@ def serve(
             server.run(sockets=[sock])
     finally:
         app.close()
+        s3.close()  # after the server: requests in flight have finished
         sock.close()
 
 

@@ -1,4 +1,4 @@
-"""The S3 gateway (being built), starting with its request authentication.
+"""The S3 gateway: `create_s3_app` (path-style buckets and objects) and its request authentication.
 
 `Authenticator` checks AWS Signature Version 4 (Authorization header, presigned
 query, streaming ``aws-chunked`` uploads) and Version 2 (header and presigned
@@ -73,6 +73,12 @@ from tier0.protocols.s3._errors import (
     render_error,
     s3_error,
 )
+from tier0.protocols.s3._gateway import (
+    GatewayLimits,
+    NotImplementedOperation,
+    S3Gateway,
+    create_s3_app,
+)
 from tier0.protocols.s3._sigv4 import ChunkSigning
 from tier0.protocols.s3._xml import (
     COMPLETE_XML_BYTES_MAX,
@@ -137,6 +143,7 @@ __all__ = [
     "DeleteError",
     "DeleteRequest",
     "Deleted",
+    "GatewayLimits",
     "HeadersNotSigned",
     "IncompleteBody",
     "InvalidAccessKeyId",
@@ -148,6 +155,7 @@ __all__ = [
     "MalformedXML",
     "MissingDate",
     "MissingSecurityHeader",
+    "NotImplementedOperation",
     "ObjectIdentifier",
     "PayloadMode",
     "PlainBody",
@@ -156,10 +164,12 @@ __all__ = [
     "RequestTimeTooSkewed",
     "S3AuthError",
     "S3Error",
+    "S3Gateway",
     "SignatureDoesNotMatch",
     "SignedRequest",
     "VersioningConfiguration",
     "XAmzContentSHA256Mismatch",
+    "create_s3_app",
     "escape_text",
     "format_timestamp",
     "open_body",

@@ -89,6 +89,7 @@ CODE_STATUS: Mapping[str, int] = {
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
     "NoSuchVersion": 404,
+    "NotImplemented": 501,
     "PreconditionFailed": 412,
     "RequestTimeTooSkewed": 403,
     "ServiceUnavailable": 503,
