@@ -147,6 +147,9 @@ class Tier0(Store):
 
     @property
     def principals(self) -> Principals:
+        """The principals registry, with their credentials: root (or a grant of
+        ``tier0:ManagePrincipals``) only, since it reaches every secret."""
+        self._authorize("tier0:ManagePrincipals", "/principals", owner=None)
         return self._owned.principals
 
     def create_user(self, name: str, kind: str = "user") -> tuple[Principal, Credential]:

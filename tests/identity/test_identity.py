@@ -162,3 +162,11 @@ def test_a_bucket_recreated_by_another_owner_is_not_written_on_a_stale_grant(
         # Bob, the new owner, writes through the process that held the stale owner.
         first.as_principal(bob).put("shared-name", "k", b"bob's")
         assert second.get_bytes("shared-name", "k") == b"bob's"
+
+
+def test_the_principals_registry_is_for_root_only(t0: tier0.Tier0) -> None:
+    erin, _ = t0.create_user("erin")
+    with pytest.raises(AccessDenied):
+        t0.as_principal(erin).principals.secret_for("anything")
+    with pytest.raises(AccessDenied):
+        t0.as_principal(erin).as_principal("root")
