@@ -12,7 +12,8 @@ missing key is a ``KeyError``, bad input a ``ValueError``, a denied request a
     │   ├── InvalidMetadata
     │   │   └── MetadataTooLarge
     │   ├── InvalidTag
-    │   └── InvalidRange
+    │   ├── InvalidRange
+    │   └── BadDigest                       the body does not match a stated checksum
     ├── StoreError                          the element store
     │   ├── NoSuchBucket (KeyError)
     │   ├── NoSuchKey (KeyError)
@@ -50,6 +51,7 @@ import errno
 
 __all__ = [
     "AccessDenied",
+    "BadDigest",
     "BucketAlreadyExists",
     "BucketNotEmpty",
     "CatalogError",
@@ -124,6 +126,22 @@ class InvalidTag(InvalidArgument):
 
 class InvalidRange(InvalidArgument):
     """A byte range lies outside the object."""
+
+
+class BadDigest(InvalidArgument):
+    """The body's digest differs from the one the caller stated; nothing was committed.
+
+    ``algorithm`` names the checksum (``md5``, ``crc32``, ...); ``expected`` and
+    ``computed`` are its base64 digests, as S3 writes them. Chunks the write
+    stored already are left unreferenced, and garbage collection reclaims them.
+    Resend the body (it was damaged on the way) or correct the checksum.
+    """
+
+    def __init__(self, message: str, *, algorithm: str, expected: str, computed: str) -> None:
+        super().__init__(message)
+        self.algorithm = algorithm
+        self.expected = expected
+        self.computed = computed
 
 
 class StoreError(Tier0Error):

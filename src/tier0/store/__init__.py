@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tier0.store._checksums import ALGORITHMS as CHECKSUM_ALGORITHMS
+from tier0.store._checksums import Expected, decode_digest
 from tier0.store._chunking import (
     ChunkingPolicy,
     chunk_name,
@@ -27,6 +29,7 @@ from tier0.store._types import (
 )
 
 __all__ = [
+    "CHECKSUM_ALGORITHMS",
     "KEY_BYTES_MAX",
     "BucketInfo",
     "CheckReport",
@@ -34,6 +37,7 @@ __all__ = [
     "ChunkBackendStatistics",
     "ChunkingPolicy",
     "DeleteResult",
+    "Expected",
     "GCReport",
     "Kernel",
     "ListPage",
@@ -50,6 +54,7 @@ __all__ = [
     "chunk_name",
     "collect",
     "decode_chunk",
+    "decode_digest",
     "encode_chunk",
     "iter_chunks",
     "statistics",

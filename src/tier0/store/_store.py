@@ -10,7 +10,7 @@ audit), and only then is the write acknowledged.
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, Final, TypeVar
@@ -19,6 +19,7 @@ from tier0.errors import InvalidArgument, InvalidRange, NoSuchBucket, NoSuchKey,
 from tier0.identity import Authorizer, Decision, Principal
 from tier0.meta import Committer, Connection, MetaBackend, WriteTx
 from tier0.store import _ops
+from tier0.store._checksums import Expected, parse_checksums, verify
 from tier0.store._chunking import ChunkingPolicy, decode_chunk, encode_chunk
 from tier0.store._chunks import ChunkBackend
 from tier0.store._manifest import Manifest
@@ -169,6 +170,7 @@ class Store:
         tags: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         md5: bool = False,
+        checksums: Mapping[str, Expected] | None = None,
         if_match: str | None = None,
         if_none_match: str | None = None,
         event_type: str = "ObjectCreated:Put",
@@ -181,7 +183,21 @@ class Store:
         nothing extra. ``if_none_match='*'`` refuses to overwrite;
         ``if_match=etag`` overwrites only that version. Returns the committed
         version.
+
+        ``checksums`` states what the caller sent, by algorithm (``md5``,
+        ``sha1``, ``sha256``, ``crc32``, ``crc32c``): base64 digests, as S3's
+        ``Content-MD5`` and ``x-amz-checksum-*`` carry them. A value may be a
+        function returning the digest, called once the data has been read
+        whole (for a checksum that trails the body). Each is computed over the
+        data as it streams, and a mismatch raises `BadDigest` before anything
+        is committed: no version, no event. Chunks already stored stay
+        unreferenced until garbage collection reclaims them. An unknown
+        algorithm or a malformed digest raises `InvalidArgument` before the
+        data is read.
+
+        >>> store.put("b", "k", b"hello", checksums={"crc32": "NhCmhg=="})  # doctest: +SKIP
         """
+        expected = parse_checksums(checksums)
         validate_key(key)
         metadata, tags, headers = metadata or {}, tags or {}, _normal_headers(headers)
         validate_metadata(metadata)
@@ -195,8 +211,10 @@ class Store:
             inline_bytes_max=kernel.config.inline_bytes_max,
             policy=kernel.config.chunking,
             md5=md5,
+            checksums=expected.keys(),
             keepalive_s=kernel.config.gc_grace_s / 4,
         )
+        verify(expected, ingested.digests)
         manifest = ingested.manifest
         inline = None
         if ingested.inline is not None:

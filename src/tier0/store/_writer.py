@@ -11,9 +11,9 @@ chunk it names is durable.
 from __future__ import annotations
 
 import collections
-import hashlib
+import dataclasses
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Final
@@ -21,6 +21,7 @@ from typing import Final
 import blake3
 
 from tier0.errors import StoreError
+from tier0.store._checksums import ALGORITHMS, Hasher
 from tier0.store._chunking import ChunkingPolicy, chunk_name, encode_chunk, iter_chunks
 from tier0.store._chunks import ChunkBackend
 from tier0.store._manifest import Manifest
@@ -45,6 +46,8 @@ class Ingested:
     chunks: tuple[StoredChunk, ...]
     checksum: str
     md5: str | None
+    #: The digest of each algorithm ``ingest`` was asked for, by name.
+    digests: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
 
     @property
     def manifest(self) -> Manifest | None:
@@ -79,6 +82,7 @@ def ingest(
     inline_bytes_max: int,
     policy: ChunkingPolicy,
     md5: bool = False,
+    checksums: Collection[str] = (),
     keepalive_s: float,
     clock: Callable[[], float] = time.monotonic,
 ) -> Ingested:
@@ -89,20 +93,29 @@ def ingest(
     written or touched within ``keepalive_s`` (so garbage collection, which
     spares anything touched within its grace period, cannot take it before
     the caller commits).
+
+    With ``md5`` the result carries the hex MD5 (for an ETag); each algorithm
+    in ``checksums`` (names from `ALGORITHMS`, else ``KeyError``) is computed
+    over the same bytes, once, and its digest returned in ``digests``. The
+    caller compares them before it commits: a mismatch found here would leave
+    the chunks stored but unreferenced, which is safe (the GC takes them).
     """
     if isinstance(source, bytes):
         if len(source) <= inline_bytes_max:
             # The common small put, without the streaming machinery.
+            small = _Hashers(checksums, md5=md5)
+            small.update(source)
             return Ingested(
                 len(source),
                 source,
                 (),
                 "blake3:" + blake3.blake3(source).hexdigest(),
-                hashlib.md5(source, usedforsecurity=False).hexdigest() if md5 else None,
+                small.md5_hex(),
+                small.digests(),
             )
         source = [source]
     whole = blake3.blake3()
-    digest_md5 = hashlib.md5(usedforsecurity=False) if md5 else None
+    hashers = _Hashers(checksums, md5=md5)
     size = 0
 
     blocks = source
@@ -115,8 +128,7 @@ def ingest(
             block = bytes(block)
             size += len(block)
             whole.update(block)
-            if digest_md5 is not None:
-                digest_md5.update(block)
+            hashers.update(block)
             yield block
 
     stream = counted()
@@ -128,7 +140,9 @@ def ingest(
         if head_bytes > inline_bytes_max:
             break
     else:
-        return Ingested(size, b"".join(head), (), _checksum(whole), _hex(digest_md5))
+        return Ingested(
+            size, b"".join(head), (), _checksum(whole), hashers.md5_hex(), hashers.digests()
+        )
 
     def rest() -> Iterator[bytes]:
         yield from head
@@ -136,7 +150,9 @@ def ingest(
 
     chunks = _store_all(iter_chunks(rest(), policy), backend, executor, keepalive_s, clock)
     backend.flush([chunk_name(c.hash) for c in chunks if c.deduplicated])
-    return Ingested(size, None, tuple(chunks), _checksum(whole), _hex(digest_md5))
+    return Ingested(
+        size, None, tuple(chunks), _checksum(whole), hashers.md5_hex(), hashers.digests()
+    )
 
 
 def _store_all(
@@ -178,5 +194,24 @@ def _checksum(hasher: blake3.blake3) -> str:
     return "blake3:" + hasher.hexdigest()
 
 
-def _hex(hasher: hashlib._Hash | None) -> str | None:
-    return None if hasher is None else hasher.hexdigest()
+class _Hashers:
+    """The digests one write computes besides BLAKE3: the requested checksums,
+    plus MD5 for the ETag. MD5 asked for both ways is computed once."""
+
+    __slots__ = ("_checksums", "_hashers", "_md5")
+
+    def __init__(self, checksums: Collection[str], *, md5: bool) -> None:
+        self._checksums = tuple(checksums)
+        names = {*self._checksums, *(("md5",) if md5 else ())}
+        self._hashers: dict[str, Hasher] = {name: ALGORITHMS[name]() for name in sorted(names)}
+        self._md5 = md5
+
+    def update(self, block: bytes) -> None:
+        for hasher in self._hashers.values():
+            hasher.update(block)
+
+    def md5_hex(self) -> str | None:
+        return self._hashers["md5"].digest().hex() if self._md5 else None
+
+    def digests(self) -> dict[str, bytes]:
+        return {name: self._hashers[name].digest() for name in self._checksums}

@@ -33,6 +33,7 @@ __all__ = [
     "CLASS_CODES",
     "CODE_STATUS",
     "BucketAlreadyOwnedByYou",
+    "InvalidDigest",
     "S3Error",
     "render_error",
     "s3_error",
@@ -48,6 +49,16 @@ class BucketAlreadyOwnedByYou(kernel.BucketAlreadyExists):
     """
 
     s3_code: ClassVar[str] = "BucketAlreadyOwnedByYou"
+
+
+class InvalidDigest(kernel.InvalidArgument):
+    """A ``Content-MD5`` header that is not the base64 of 16 bytes.
+
+    The kernel sees only a malformed checksum (`InvalidArgument`); S3 names
+    this case apart from a well-formed digest that does not match (``BadDigest``).
+    """
+
+    s3_code: ClassVar[str] = "InvalidDigest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +78,7 @@ CODE_STATUS: Mapping[str, int] = {
     "AccessDenied": 403,
     "AuthorizationHeaderMalformed": 400,
     "AuthorizationQueryParametersError": 400,
+    "BadDigest": 400,
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
@@ -77,6 +89,7 @@ CODE_STATUS: Mapping[str, int] = {
     "InvalidArgument": 400,
     "InvalidBucketName": 400,
     "InvalidChunkSizeError": 400,
+    "InvalidDigest": 400,
     "InvalidRange": 416,
     "InvalidRequest": 400,
     "InvalidTag": 400,
@@ -113,6 +126,10 @@ CLASS_CODES: Mapping[type[BaseException], str] = {
     kernel.MetadataTooLarge: "MetadataTooLarge",
     kernel.InvalidTag: "InvalidTag",
     kernel.InvalidRange: "InvalidRange",
+    # A body that does not match its Content-MD5 or x-amz-checksum-*: S3 answers
+    # BadDigest for both ("The CRC32 you specified did not match the calculated
+    # checksum."), which is how the kernel's message begins too.
+    kernel.BadDigest: "BadDigest",
     kernel.AccessDenied: "AccessDenied",
     # Credentials the kernel rejects without an S3 code of their own (the
     # authenticator's errors carry one) are an unknown key as far as S3 says.
