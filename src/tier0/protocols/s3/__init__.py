@@ -75,6 +75,7 @@ from tier0.protocols.s3._errors import (
 )
 from tier0.protocols.s3._gateway import (
     GatewayLimits,
+    MethodNotAllowed,
     NotImplementedOperation,
     S3Gateway,
     create_s3_app,
@@ -153,6 +154,7 @@ __all__ = [
     "MalformedChunkedBody",
     "MalformedTrailerError",
     "MalformedXML",
+    "MethodNotAllowed",
     "MissingDate",
     "MissingSecurityHeader",
     "NotImplementedOperation",

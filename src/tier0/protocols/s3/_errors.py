@@ -98,6 +98,7 @@ CODE_STATUS: Mapping[str, int] = {
     "MalformedTrailerError": 400,
     "MalformedXML": 400,
     "MetadataTooLarge": 400,
+    "MethodNotAllowed": 405,
     "MissingSecurityHeader": 400,
     "NoSuchBucket": 404,
     "NoSuchKey": 404,

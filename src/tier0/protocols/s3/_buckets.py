@@ -1,0 +1,68 @@
+"""Service and bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tier0.errors import BucketAlreadyExists, Tier0Error
+from tier0.protocols.s3._errors import BucketAlreadyOwnedByYou
+from tier0.protocols.s3._http import Handler, Request, Response, read_body, xml_response
+from tier0.protocols.s3._xml import parse_create_bucket_configuration, render_list_buckets
+
+if TYPE_CHECKING:
+    from tier0.protocols.s3._gateway import S3Gateway
+
+__all__ = ["ROUTES"]
+
+
+async def list_buckets(gateway: S3Gateway, request: Request) -> Response:
+    buckets = await gateway.run_blocking(request.actor.list_buckets)
+    assert request.auth.principal is not None
+    return xml_response(render_list_buckets(buckets, owner=request.auth.principal.name))
+
+
+async def create_bucket(gateway: S3Gateway, request: Request) -> Response:
+    body = await read_body(request, limit=gateway.limits.create_bucket_body_bytes_max)
+    if body.strip():
+        # The location is accepted whatever it says: one tier0 is one region.
+        parse_create_bucket_configuration(body)
+    try:
+        await gateway.run_blocking(request.actor.create_bucket, request.bucket)
+    except BucketAlreadyExists as error:
+        if await _own_bucket(gateway, request):
+            raise BucketAlreadyOwnedByYou(
+                f"Your previous request to create the named bucket {request.bucket!r} succeeded"
+                " and you already own it."
+            ) from error
+        raise
+    return Response(200, headers=[(b"location", f"/{request.bucket}".encode())])
+
+
+async def head_bucket(gateway: S3Gateway, request: Request) -> Response:
+    await gateway.run_blocking(request.actor.head_bucket, request.bucket)
+    return Response(200, headers=[(b"x-amz-bucket-region", gateway.region.encode())])
+
+
+async def delete_bucket(gateway: S3Gateway, request: Request) -> Response:
+    await gateway.run_blocking(request.actor.delete_bucket, request.bucket)
+    return Response(204)
+
+
+async def _own_bucket(gateway: S3Gateway, request: Request) -> bool:
+    """Whether the bucket exists and belongs to the requester (after a failed create)."""
+    principal = request.auth.principal
+    assert principal is not None
+    try:
+        info = await gateway.run_blocking(request.actor.head_bucket, request.bucket)
+    except Tier0Error:
+        return False
+    return info.owner in (principal.id, principal.name)
+
+
+#: (target, method, subresource) -> handler; see `tier0.protocols.s3._gateway`.
+ROUTES: dict[tuple[str, str, str], Handler] = {
+    ("service", "GET", ""): list_buckets,
+    ("bucket", "PUT", ""): create_bucket,
+    ("bucket", "HEAD", ""): head_bucket,
+    ("bucket", "DELETE", ""): delete_bucket,
+}
