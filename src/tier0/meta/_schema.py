@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 #: Dialect-specific spellings substituted into the DDL below.
 _TYPES: Final = {

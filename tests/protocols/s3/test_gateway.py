@@ -8,70 +8,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import os
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.server.test_serve import ServeProcess, clean_environment
+from tests.protocols.s3.live import ACCESS, REGION, SECRET, error_code, make_client
+from tests.server.test_serve import ServeProcess
 
 pytestmark = pytest.mark.slow
-
-ACCESS = "T0GATEWAYTESTROOTKEY"
-SECRET = "gateway-test-secret-0123456789abcdefghij"
-REGION = "us-east-1"
-
-_bucket_numbers = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    data: Path = tmp_path_factory.mktemp("gateway")
-    environment = clean_environment(TIER0_ROOT_ACCESS_KEY=ACCESS, TIER0_ROOT_SECRET_KEY=SECRET)
-    with ServeProcess(data / "store", environment) as process:
-        yield process
-
-
-def _client(url: str, *, secret: str = SECRET, **config: Any) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id=ACCESS,
-        aws_secret_access_key=secret,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **config),
-    )
-
-
-@pytest.fixture(scope="module")
-def s3(server: ServeProcess) -> Any:
-    return _client(server.url)
-
-
-@pytest.fixture
-def bucket(s3: Any) -> str:
-    name = f"test-bucket-{next(_bucket_numbers)}"
-    s3.create_bucket(Bucket=name)
-    return name
-
-
-def _code(error: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
-    response = error.value.response
-    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
-
 
 # -- buckets ---------------------------------------------------------------------------------
 
@@ -87,7 +40,7 @@ def test_buckets_create_list_head_delete(s3: Any) -> None:
     assert "lifecycle" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     with pytest.raises(ClientError) as error:
         s3.head_bucket(Bucket="lifecycle")
-    assert _code(error) == ("404", 404)  # HEAD has no body: botocore reports the status
+    assert error_code(error) == ("404", 404)  # HEAD has no body: botocore reports the status
 
 
 def test_create_bucket_with_location_and_twice(s3: Any) -> None:
@@ -96,17 +49,17 @@ def test_create_bucket_with_location_and_twice(s3: Any) -> None:
     )
     with pytest.raises(ClientError) as error:
         s3.create_bucket(Bucket="located")
-    assert _code(error) == ("BucketAlreadyOwnedByYou", 409)
+    assert error_code(error) == ("BucketAlreadyOwnedByYou", 409)
 
 
 def test_delete_bucket_not_empty_and_missing(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
     with pytest.raises(ClientError) as error:
         s3.delete_bucket(Bucket=bucket)
-    assert _code(error) == ("BucketNotEmpty", 409)
+    assert error_code(error) == ("BucketNotEmpty", 409)
     with pytest.raises(ClientError) as error:
         s3.delete_bucket(Bucket="no-such-bucket-here")
-    assert _code(error) == ("NoSuchBucket", 404)
+    assert error_code(error) == ("NoSuchBucket", 404)
 
 
 # -- objects ---------------------------------------------------------------------------------
@@ -132,7 +85,7 @@ def test_object_round_trip_keeps_key_type_and_metadata(s3: Any, bucket: str, key
     s3.delete_object(Bucket=bucket, Key=key)
     with pytest.raises(ClientError) as error:
         s3.get_object(Bucket=bucket, Key=key)
-    assert _code(error) == ("NoSuchKey", 404)
+    assert error_code(error) == ("NoSuchKey", 404)
 
 
 def test_large_object_streams_both_ways(s3: Any, bucket: str) -> None:
@@ -156,11 +109,11 @@ def test_delete_missing_key_is_204(s3: Any, bucket: str) -> None:
 def test_missing_key_and_bucket_are_s3_errors(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as error:
         s3.get_object(Bucket=bucket, Key="nope")
-    assert _code(error) == ("NoSuchKey", 404)
+    assert error_code(error) == ("NoSuchKey", 404)
     assert error.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-request-id"]
     with pytest.raises(ClientError) as error:
         s3.put_object(Bucket="no-such-bucket-here", Key="k", Body=b"x" * 100_000)
-    assert _code(error) == ("NoSuchBucket", 404)
+    assert error_code(error) == ("NoSuchBucket", 404)
 
 
 # -- ranges ----------------------------------------------------------------------------------
@@ -183,7 +136,7 @@ def test_range_past_the_end_is_416(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="r", Body=b"0123456789")
     with pytest.raises(ClientError) as error:
         s3.get_object(Bucket=bucket, Key="r", Range="bytes=10-20")
-    assert _code(error) == ("InvalidRange", 416)
+    assert error_code(error) == ("InvalidRange", 416)
 
 
 def test_range_on_a_large_object(s3: Any, bucket: str) -> None:
@@ -221,20 +174,20 @@ def test_list_max_keys_zero_and_bad_token(s3: Any, bucket: str) -> None:
     assert (empty["KeyCount"], empty["IsTruncated"]) == (0, False)
     with pytest.raises(ClientError) as error:
         s3.list_objects_v2(Bucket=bucket, ContinuationToken="!!not base64!!")
-    assert _code(error) == ("InvalidArgument", 400)
+    assert error_code(error) == ("InvalidArgument", 400)
 
 
 # -- authentication --------------------------------------------------------------------------
 
 
 def test_wrong_secret_is_signature_does_not_match(server: ServeProcess, bucket: str) -> None:
-    wrong = _client(server.url, secret="not-the-secret")
+    wrong = make_client(server.url, secret="not-the-secret")
     with pytest.raises(ClientError) as error:
         wrong.list_objects_v2(Bucket=bucket)
-    assert _code(error) == ("SignatureDoesNotMatch", 403)
+    assert error_code(error) == ("SignatureDoesNotMatch", 403)
     with pytest.raises(ClientError) as error:
         wrong.put_object(Bucket=bucket, Key="k", Body=b"x")
-    assert _code(error) == ("SignatureDoesNotMatch", 403)
+    assert error_code(error) == ("SignatureDoesNotMatch", 403)
 
 
 @pytest.mark.parametrize("signature_version", ["s3v4", "s3"])
@@ -242,7 +195,7 @@ def test_presigned_get_with_urllib(
     server: ServeProcess, s3: Any, bucket: str, signature_version: str
 ) -> None:
     s3.put_object(Bucket=bucket, Key="shared file.txt", Body=b"presigned body")
-    signer = _client(server.url, signature_version=signature_version)
+    signer = make_client(server.url, signature_version=signature_version)
     url = signer.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": "shared file.txt"}, ExpiresIn=60
     )
@@ -263,11 +216,11 @@ def test_anonymous_request_is_denied(server: ServeProcess, bucket: str) -> None:
 def test_unimplemented_operation_is_501(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as error:
         s3.get_bucket_versioning(Bucket=bucket)
-    assert _code(error) == ("NotImplemented", 501)
+    assert error_code(error) == ("NotImplemented", 501)
 
 
 def test_tampered_body_is_refused_and_not_stored(server: ServeProcess, bucket: str) -> None:
-    tampering = _client(server.url)
+    tampering = make_client(server.url)
 
     def tamper(request: Any, **kwargs: Any) -> None:
         # After signing, before the wire: same length, different bytes.
@@ -277,10 +230,10 @@ def test_tampered_body_is_refused_and_not_stored(server: ServeProcess, bucket: s
     tampering.meta.events.register("before-send.s3.PutObject", tamper)
     with pytest.raises(ClientError) as error:
         tampering.put_object(Bucket=bucket, Key="tampered", Body=b"X" * 3_000_000)
-    assert _code(error) == ("XAmzContentSHA256Mismatch", 400)
+    assert error_code(error) == ("XAmzContentSHA256Mismatch", 400)
     with pytest.raises(ClientError) as error:
-        _client(server.url).head_object(Bucket=bucket, Key="tampered")
-    assert _code(error) == ("404", 404)
+        make_client(server.url).head_object(Bucket=bucket, Key="tampered")
+    assert error_code(error) == ("404", 404)
 
 
 # -- integrity checksums ---------------------------------------------------------------------
@@ -320,7 +273,7 @@ def _send_signed(
 def _assert_absent(s3: Any, bucket: str, key: str) -> None:
     with pytest.raises(ClientError) as error:
         s3.head_object(Bucket=bucket, Key=key)
-    assert _code(error) == ("404", 404)
+    assert error_code(error) == ("404", 404)
 
 
 def test_content_md5_right_is_stored_and_wrong_is_bad_digest(s3: Any, bucket: str) -> None:
@@ -333,14 +286,14 @@ def test_content_md5_right_is_stored_and_wrong_is_bad_digest(s3: Any, bucket: st
         s3.put_object(
             Bucket=bucket, Key="wrong", Body=body, ContentMD5=_b64(hashlib.md5(b"x").digest())
         )
-    assert _code(error) == ("BadDigest", 400)
+    assert error_code(error) == ("BadDigest", 400)
     _assert_absent(s3, bucket, "wrong")
 
 
 def test_malformed_content_md5_is_invalid_digest(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as error:
         s3.put_object(Bucket=bucket, Key="bad", Body=b"x", ContentMD5="not-an-md5")
-    assert _code(error) == ("InvalidDigest", 400)
+    assert error_code(error) == ("InvalidDigest", 400)
     _assert_absent(s3, bucket, "bad")
 
 
