@@ -232,7 +232,7 @@ def load_catalog(t0: Any, entries: list[Entry]) -> None:
                         tx.next_seq(), BUCKET, key, "null", 1, 0, size, 0,
                         f"{random.getrandbits(128):032x}-b3", content_types[key.rpartition(".")[2]],
                         created_us, created_us, owner, metadata[kind], "{}", "{}",
-                        f"blake3:{random.getrandbits(256):064x}", b"", None,
+                        f"blake3:{random.getrandbits(256):064x}", "{}", None, b"", None,
                     )
                     for key, size, kind, created_us in batch
                 ],

@@ -91,10 +91,10 @@ def populate(backend: MetaBackend) -> None:
             tx.execute(
                 "INSERT INTO t0_versions (seq, bucket, key, version_id, is_latest, is_delete_marker,"
                 " size, stored_bytes, etag, content_type, created_us, modified_us, owner, metadata,"
-                " tags, headers, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " tags, headers, checksum, checksums) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (seq, v.bucket, v.key, f"v{seq}", v.is_latest, v.is_delete_marker, v.size, v.size,
                  f"e{seq}", "text/plain", at_us, at_us, "root", dump_json(v.metadata),
-                 dump_json(v.tags), "{}", ""),
+                 dump_json(v.tags), "{}", "", "{}"),
             )  # fmt: skip
             tx.execute(
                 "INSERT INTO t0_events (seq, type, bucket, key, version_id, size, etag, principal,"

@@ -70,6 +70,8 @@ CREATE TABLE IF NOT EXISTS t0_versions (
     tags {json} NOT NULL,
     headers {json} NOT NULL,
     checksum {text} NOT NULL,
+    checksums {json} NOT NULL,
+    parts {json},
     inline_data {blob},
     manifest {blob}
 );

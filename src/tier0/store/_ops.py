@@ -33,15 +33,16 @@ from tier0.identity import Authorizer, Decision
 from tier0.meta import WriteTx, dump_json, load_json
 from tier0.store._manifest import Manifest
 from tier0.store._names import NULL_VERSION, new_version_id
-from tier0.store._types import DeleteResult, ObjectInfo, Versioning, from_us
+from tier0.store._types import DeleteResult, ObjectInfo, PartInfo, Versioning, from_us
 
 VERSION_COLUMNS: Final = (
     "seq, bucket, key, version_id, is_latest, is_delete_marker, size, stored_bytes, etag,"
-    " content_type, created_us, modified_us, owner, metadata, tags, headers, checksum"
+    " content_type, created_us, modified_us, owner, metadata, tags, headers, checksum, checksums,"
+    " parts"
 )
 _INSERT_VERSION: Final = (
     f"INSERT INTO t0_versions ({VERSION_COLUMNS}, inline_data, manifest)"
-    " VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_EVENT: Final = (
     "INSERT INTO t0_events (seq, type, bucket, key, version_id, size, etag, principal, time_us, detail)"
@@ -49,8 +50,21 @@ _INSERT_EVENT: Final = (
 )
 
 
+def parts_to_json(parts: tuple[PartInfo, ...]) -> str | None:
+    """The ``parts`` column: NULL for a single-part version."""
+    if not parts:
+        return None
+    return dump_json([[p.number, p.size, p.etag, p.checksums] for p in parts])
+
+
+def parts_from_json(value: Any) -> tuple[PartInfo, ...]:
+    if value is None:
+        return ()
+    return tuple(PartInfo(n, size, etag, sums) for n, size, etag, sums in load_json(value))
+
+
 def row_to_info(row: Any) -> ObjectInfo:
-    """An ObjectInfo from the first 17 columns of a row selected with VERSION_COLUMNS."""
+    """An ObjectInfo from the first 19 columns of a row selected with VERSION_COLUMNS."""
     return ObjectInfo(
         seq=row[0],
         bucket=row[1],
@@ -69,6 +83,8 @@ def row_to_info(row: Any) -> ObjectInfo:
         tags=load_json(row[14]),
         headers=load_json(row[15]),
         checksum=row[16],
+        checksums=load_json(row[17]),
+        parts=parts_from_json(row[18]),
     )
 
 
@@ -88,6 +104,10 @@ class NewVersion:
     metadata: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    #: Digests the writer stated and the store verified, by algorithm (base64, as S3 shows them).
+    checksums: dict[str, str] = field(default_factory=dict)
+    #: The parts of a version completed from a multipart upload (empty otherwise).
+    parts: tuple[PartInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +242,8 @@ def put_version(
         (
             seq, bucket, key, version_id, 0, new.size, new.stored_bytes, new.etag, new.content_type,
             tx.now_us, tx.now_us, owner, dump_json(new.metadata), dump_json(new.tags),
-            dump_json(new.headers), new.checksum, new.inline, new.manifest,
+            dump_json(new.headers), new.checksum, dump_json(new.checksums),
+            parts_to_json(new.parts), new.inline, new.manifest,
         ),
     )  # fmt: skip
     _add_refs(tx, new.chunks)
@@ -232,7 +253,7 @@ def put_version(
         bucket=bucket, key=key, version_id=version_id, size=new.size, etag=new.etag,
         content_type=new.content_type, created=from_us(tx.now_us), modified=from_us(tx.now_us),
         owner=owner, checksum=new.checksum, stored_bytes=new.stored_bytes, metadata=new.metadata,
-        tags=new.tags, headers=new.headers, seq=seq,
+        tags=new.tags, headers=new.headers, checksums=new.checksums, parts=new.parts, seq=seq,
     )  # fmt: skip
 
 
@@ -268,6 +289,7 @@ def copy_version(
     fields.update(replace or {})
     new = NewVersion(
         size=row[6], stored_bytes=row[7], etag=row[8], checksum=row[16],
+        checksums=load_json(row[17]), parts=parts_from_json(row[18]),
         inline=None if inline is None else bytes(inline),
         manifest=None if manifest is None else bytes(manifest), chunks=chunks, **fields,
     )  # fmt: skip
@@ -296,7 +318,7 @@ def delete_version(
         tx.execute(
             _INSERT_VERSION,
             (seq, bucket, key, marker_id, 1, 0, 0, "", "", tx.now_us, tx.now_us,
-             decision.principal.id, "{}", "{}", "{}", "", None, None),
+             decision.principal.id, "{}", "{}", "{}", "", "{}", None, None, None),
         )  # fmt: skip
         _event(
             tx,

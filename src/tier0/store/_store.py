@@ -536,13 +536,13 @@ class Store:
             if version_id is None:
                 raise NoSuchKey(f"{bucket}/{key} does not exist")
             raise NoSuchVersion(f"{bucket}/{key} has no version {version_id!r}")
-        info = _ops.row_to_info(row[1:18])
+        info = _ops.row_to_info(row[1:20])
         if info.is_delete_marker:
             raise NoSuchKey(f"{bucket}/{key} is deleted (its current version is a delete marker)")
         inline = None
-        if row[18] is not None:
-            inline = decode_chunk(_digest(info.checksum), bytes(row[18]))
-        manifest = None if row[19] is None else Manifest.decode(bytes(row[19]))
+        if row[20] is not None:
+            inline = decode_chunk(_digest(info.checksum), bytes(row[20]))
+        manifest = None if row[21] is None else Manifest.decode(bytes(row[21]))
         return info, inline, manifest
 
 

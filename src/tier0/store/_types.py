@@ -22,6 +22,17 @@ class BucketInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class PartInfo:
+    """One part of a version completed from a multipart upload, in the object's order."""
+
+    number: int
+    size: int
+    etag: str
+    #: The part's own digests, by algorithm (base64), where the upload stated them.
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectInfo:
     """One version of an element, as the catalog records it."""
 
@@ -42,6 +53,11 @@ class ObjectInfo:
     tags: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     seq: int = 0
+    #: Digests the writer stated and the store verified, by algorithm (base64,
+    #: as S3's ``x-amz-checksum-*`` shows them).
+    checksums: dict[str, str] = field(default_factory=dict)
+    #: The parts of a version completed from a multipart upload (empty otherwise).
+    parts: tuple[PartInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
