@@ -45,6 +45,7 @@ BENCHMARKS = {
     "small": "bench_small",
     "inline": "bench_inline",
     "catalog": "bench_catalog",
+    "s3": "bench_s3",
 }
 
 
