@@ -520,6 +520,7 @@ def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         (("--address", "::1:9000"), 1, "brackets"),
         (("--certfile", "NOT_PEM"), 2, "both --certfile and --keyfile"),
         (("--certfile", "NOT_PEM", "--keyfile", "NOT_PEM"), 1, "for TLS"),
+        (("--s3-domain", "s3.localhost:9000"), 1, "not a domain name"),
     ],
 )
 def test_serve_refuses_bad_options_before_listening(

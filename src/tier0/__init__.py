@@ -14,10 +14,12 @@ from tier0.catalog import QueryResult
 from tier0.engine import Event, EventLog
 from tier0.errors import *  # noqa: F403 - the error tree is part of the public surface
 from tier0.errors import __all__ as _errors
-from tier0.identity import Credential, Principal
+from tier0.identity import ANONYMOUS, Credential, Principal, RequestContext
 from tier0.store import (
+    AccessControl,
     BucketInfo,
     CheckReport,
+    CORSRule,
     DeleteResult,
     GCReport,
     ListPage,
@@ -31,7 +33,10 @@ from tier0.store import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ANONYMOUS",
+    "AccessControl",
     "BucketInfo",
+    "CORSRule",
     "CheckReport",
     "Credential",
     "DeleteResult",
@@ -43,6 +48,7 @@ __all__ = [
     "ObjectReader",
     "Principal",
     "QueryResult",
+    "RequestContext",
     "StoreConfig",
     "StoreStatistics",
     "Tier0",

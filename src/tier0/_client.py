@@ -2,13 +2,15 @@
 
 A data directory holds everything an embedded tier0 needs::
 
-    <data>/tier0.json          which metadata backend (SQLite here, or a PostgreSQL URL)
+    <data>/tier0.json          which metadata backend (SQLite here, or a PostgreSQL URL),
+                               and where chunks live when not in <data>/chunks
     <data>/meta/meta.db        SQLite metadata (absent with PostgreSQL)
     <data>/chunks/             chunk files, named by hash
     <data>/root-credentials    root's first keys, owner-only, in AWS credentials-file form
 
 Several processes may open one directory at once. With PostgreSQL metadata
-and a shared chunk directory, processes on several hosts form one store.
+and a shared chunk store (an S3 bucket, or a shared directory), processes on
+several hosts, each with a data directory of its own, form one store.
 """
 
 from __future__ import annotations
@@ -23,17 +25,26 @@ from typing import Any, Final
 from tier0.catalog import Catalog, QueryResult
 from tier0.engine import EventLog
 from tier0.errors import MetaUnavailable
-from tier0.identity import ROOT, Authorizer, Credential, Decision, Grant, Principal, Principals
+from tier0.identity import (
+    ROOT,
+    Authorizer,
+    Credential,
+    Decision,
+    Grant,
+    Principal,
+    Principals,
+    RequestContext,
+)
 from tier0.meta import Committer, MetaBackend, MetaStatistics, open_backend
 from tier0.store import (
     CheckReport,
     ChunkBackend,
     GCReport,
     Kernel,
-    LocalChunkBackend,
     Store,
     StoreConfig,
     StoreStatistics,
+    open_chunk_backend,
 )
 from tier0.store import check as check_store
 from tier0.store import collect as collect_garbage
@@ -52,8 +63,17 @@ def default_data_dir() -> Path:
     return Path(base) / "tier0"
 
 
-def _resolve_meta(data: Path, meta: str | None) -> str:
-    """The metadata backend for ``data``: as given (and then remembered), else as remembered."""
+def _resolve_settings(
+    data: Path, *, meta: str | None, chunks: str | None, chunks_endpoint: str | None
+) -> tuple[dict[str, Any], bool]:
+    """What ``data`` opens: ``meta``, and ``chunks``/``chunks_endpoint`` when not local.
+
+    Each is as given (and then remembered), else as remembered, else from the
+    environment (``TIER0_META``, ``TIER0_CHUNKS``, ``TIER0_CHUNKS_ENDPOINT``).
+    Returns the settings and whether they differ from the remembered ones.
+    Remembering the chunk location matters: opening a store whose chunks
+    are in S3 without it would find every chunk missing.
+    """
     config_path = data / CONFIG_NAME
     saved: dict[str, Any] = {}
     if config_path.exists():
@@ -62,17 +82,33 @@ def _resolve_meta(data: Path, meta: str | None) -> str:
             raise MetaUnavailable(
                 f"{config_path} has format {saved.get('format')}, expected {FORMAT_VERSION}"
             )
-    chosen = meta or saved.get("meta") or os.environ.get("TIER0_META") or "sqlite"
-    if saved.get("meta") != chosen:
-        text = json.dumps({"format": FORMAT_VERSION, "meta": chosen}, indent=2) + "\n"
-        temporary = config_path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, config_path)
-    return str(chosen)
+    settings: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "meta": meta or saved.get("meta") or os.environ.get("TIER0_META") or "sqlite",
+    }
+    place: tuple[str | None, str | None]
+    if chunks:
+        place = (chunks, chunks_endpoint)
+    elif saved.get("chunks"):
+        place = (saved["chunks"], chunks_endpoint or saved.get("chunks_endpoint"))
+    else:
+        place = (os.environ.get("TIER0_CHUNKS"), os.environ.get("TIER0_CHUNKS_ENDPOINT"))
+    for name, value in zip(("chunks", "chunks_endpoint"), place, strict=True):
+        if value:
+            settings[name] = value
+    return settings, settings != saved
+
+
+def _save_settings(data: Path, settings: dict[str, Any]) -> None:
+    config_path = data / CONFIG_NAME
+    text = json.dumps(settings, indent=2) + "\n"
+    temporary = config_path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, config_path)
 
 
 def _write_credentials(path: Path, credential: Credential) -> None:
@@ -97,9 +133,15 @@ class Tier0(Store):
     """
 
     def __init__(
-        self, kernel: Kernel, principal: Principal, *, owned: _Owned, closes: bool
+        self,
+        kernel: Kernel,
+        principal: Principal,
+        *,
+        owned: _Owned,
+        closes: bool,
+        context: RequestContext | None = None,
     ) -> None:
-        super().__init__(kernel, principal)
+        super().__init__(kernel, principal, context=context)
         self._owned = owned
         self._closes = closes
         self.data_dir = owned.data
@@ -109,11 +151,21 @@ class Tier0(Store):
         """Root's keys if this open created them (show them once), else None."""
         return self._owned.root_credential
 
-    def as_principal(self, principal: str | Principal) -> Tier0:
-        """The same store, acting as another principal (the caller vouches for it)."""
+    def as_principal(
+        self, principal: str | Principal, *, context: RequestContext | None = None
+    ) -> Tier0:
+        """The same store, acting as another principal (the caller vouches for it).
+
+        ``context`` describes the request it serves (client address, TLS,
+        User-Agent, Referer), for bucket policy conditions; a protocol passes
+        one per request. ``"anonymous"`` (`tier0.identity.ANONYMOUS`) is the
+        principal of unsigned requests, admitted only by policies and ACLs.
+
+        >>> t0.as_principal(ANONYMOUS, context=RequestContext(source_ip="10.0.0.7"))  # doctest: +SKIP
+        """
         if isinstance(principal, str):
             principal = self.principals.get(principal)
-        return Tier0(self._kernel, principal, owned=self._owned, closes=False)
+        return Tier0(self._kernel, principal, owned=self._owned, closes=False, context=context)
 
     # -- SQL and events ---------------------------------------------------------------------
 
@@ -249,11 +301,21 @@ def open(
     principal: str | None = None,
     config: StoreConfig | None = None,
     chunks: ChunkBackend | None = None,
+    chunks_url: str | None = None,
+    chunks_endpoint: str | None = None,
 ) -> Tier0:
     """Open (creating if needed) the tier0 data directory ``path``.
 
     ``meta`` picks the metadata backend the first time (``"sqlite"``, the
-    default, or a ``postgresql://`` URL); later opens remember it. Root's
+    default, or a ``postgresql://`` URL); later opens remember it.
+    ``chunks_url`` likewise picks where chunks live: ``<path>/chunks`` by
+    default, ``s3://BUCKET[/PREFIX]`` for an S3-compatible store at
+    ``chunks_endpoint`` (AWS when not given; credentials from
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` or boto3's other
+    sources), or an absolute directory path for a shared filesystem. Both
+    fall back to ``TIER0_CHUNKS`` and ``TIER0_CHUNKS_ENDPOINT``. Several
+    processes with one PostgreSQL ``meta`` and one chunk location are one
+    store. ``chunks`` passes a ChunkBackend object instead (not remembered). Root's
     credentials come from ``TIER0_ROOT_ACCESS_KEY``/``TIER0_ROOT_SECRET_KEY``
     when set, else are generated on first open and saved to
     ``<path>/root-credentials`` (mode 0600). The result acts as root unless
@@ -268,12 +330,28 @@ def open(
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as error:
         raise MetaUnavailable(f"cannot create data directory {data}: {error}") from error
-    meta_url = _resolve_meta(data, meta)
-    backend: MetaBackend = open_backend(meta_url, data_dir=data)
+    settings, changed = _resolve_settings(
+        data, meta=meta, chunks=chunks_url, chunks_endpoint=chunks_endpoint
+    )
+    owns_chunks = chunks is None
+    if chunks is None:
+        chunks = open_chunk_backend(
+            settings.get("chunks"), data_dir=data, endpoint_url=settings.get("chunks_endpoint")
+        )
+    try:
+        backend: MetaBackend = open_backend(settings["meta"], data_dir=data)
+    except BaseException:
+        if owns_chunks:
+            chunks.close()
+        raise
     try:
         backend.install_schema()
+        if changed:
+            _save_settings(data, settings)  # once both backends opened: they work
     except BaseException:
         backend.close()
+        if owns_chunks:
+            chunks.close()
         raise
     config = config or StoreConfig()
     committer = Committer(backend)
@@ -281,7 +359,7 @@ def open(
     kernel = Kernel(
         meta=backend,
         committer=committer,
-        chunks=chunks or LocalChunkBackend(data / "chunks"),
+        chunks=chunks,
         authorizer=authorizer,
         config=config,
         executor=ThreadPoolExecutor(config.io_threads, thread_name_prefix="tier0-io"),

@@ -13,14 +13,29 @@ missing key is a ``KeyError``, bad input a ``ValueError``, a denied request a
     │   │   └── MetadataTooLarge
     │   ├── InvalidTag
     │   ├── InvalidRange
-    │   └── BadDigest                       the body does not match a stated checksum
+    │   │   └── InvalidPartNumber           a part number the object does not have
+    │   ├── BadDigest                       the body does not match a stated checksum
+    │   ├── InvalidPart                     a completion names a part that is not there
+    │   ├── InvalidPartOrder
+    │   ├── EntityTooSmall                  a part other than the last is under the minimum
+    │   ├── EntityTooLarge                  a part or an object over its size limit
+    │   ├── MalformedPolicy                 a bucket policy that breaks the policy language
+    │   ├── InvalidCORSConfiguration        CORS rules S3 would refuse
+    │   └── UnsupportedACL                  grants that no canned ACL expresses
     ├── StoreError                          the element store
     │   ├── NoSuchBucket (KeyError)
     │   ├── NoSuchKey (KeyError)
-    │   │   └── NoSuchVersion
+    │   │   ├── NoSuchVersion
+    │   │   └── DeleteMarkerFound           the version read is a delete marker
+    │   ├── NoSuchUpload (KeyError)         a multipart upload that is not (or no longer) in progress
+    │   ├── NoSuchBucketConfig (KeyError)   the bucket has no such configuration
+    │   │   ├── NoSuchBucketPolicy
+    │   │   ├── NoSuchTagSet
+    │   │   └── NoSuchCORSConfiguration
     │   ├── BucketAlreadyExists
     │   ├── BucketNotEmpty
     │   ├── PreconditionFailed
+    │   │   └── ConditionalRequestConflict  the key changed while a conditional write ran
     │   ├── StorageFull (OSError)           ENOSPC: free space, then retry
     │   ├── StoreFailed (OSError)           fail-stop after an fsync/EIO error
     │   └── ChunkError
@@ -47,6 +62,7 @@ and ``InvalidArgument``), each carrying the code its protocol answers with.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 
 __all__ = [
@@ -58,22 +74,36 @@ __all__ = [
     "ChunkCorrupted",
     "ChunkError",
     "ChunkMissing",
+    "ConditionalRequestConflict",
+    "DeleteMarkerFound",
     "EngineError",
+    "EntityTooLarge",
+    "EntityTooSmall",
     "IdentityError",
     "InvalidArgument",
     "InvalidBucketName",
+    "InvalidCORSConfiguration",
     "InvalidCredentials",
     "InvalidKey",
     "InvalidMetadata",
+    "InvalidPart",
+    "InvalidPartNumber",
+    "InvalidPartOrder",
     "InvalidRange",
     "InvalidTag",
     "KeyTooLong",
+    "MalformedPolicy",
     "MetaError",
     "MetaUnavailable",
     "MetadataTooLarge",
     "NoSuchBucket",
+    "NoSuchBucketConfig",
+    "NoSuchBucketPolicy",
+    "NoSuchCORSConfiguration",
     "NoSuchKey",
     "NoSuchPrincipal",
+    "NoSuchTagSet",
+    "NoSuchUpload",
     "NoSuchVersion",
     "PreconditionFailed",
     "PrincipalExists",
@@ -85,6 +115,7 @@ __all__ = [
     "StoreError",
     "StoreFailed",
     "Tier0Error",
+    "UnsupportedACL",
 ]
 
 
@@ -144,6 +175,42 @@ class BadDigest(InvalidArgument):
         self.computed = computed
 
 
+class InvalidPartNumber(InvalidRange):
+    """A read asked for a part number the object does not have."""
+
+
+class InvalidPart(InvalidArgument):
+    """A multipart completion names a part that was not uploaded, or with another
+    ETag or checksum than the part has; nothing was committed, the upload stays."""
+
+
+class InvalidPartOrder(InvalidArgument):
+    """A multipart completion lists its parts out of ascending order (or one twice)."""
+
+
+class EntityTooSmall(InvalidArgument):
+    """A part other than the last is smaller than the minimum part size (5 MiB)."""
+
+
+class EntityTooLarge(InvalidArgument):
+    """A part, or the object a completion would make, is larger than the limit."""
+
+
+class MalformedPolicy(InvalidArgument):
+    """A bucket policy is not valid JSON, or breaks the policy language (the message
+    names the statement and what is wrong); the bucket keeps its old policy."""
+
+
+class InvalidCORSConfiguration(InvalidArgument):
+    """CORS rules S3 would refuse: an unknown method, two wildcards in an origin,
+    too many rules; the bucket keeps its old rules."""
+
+
+class UnsupportedACL(InvalidArgument):
+    """An ACL given as grants that no canned ACL expresses: tier0 keeps canned ACLs
+    only (private, public-read, ...); say it with one, or with a bucket policy."""
+
+
 class StoreError(Tier0Error):
     """Root of element-store errors."""
 
@@ -160,6 +227,45 @@ class NoSuchVersion(NoSuchKey):
     """The key exists, but not with the requested version id."""
 
 
+class DeleteMarkerFound(NoSuchKey):
+    """The version read is a delete marker, which has no content.
+
+    Either the key's current version is one (the key is deleted; ``by_version``
+    is False), or the version id asked for names one (``by_version`` is True).
+    ``version_id`` and ``modified`` describe the marker, so that a protocol can
+    say which marker it found (S3's ``x-amz-delete-marker`` answers).
+    """
+
+    def __init__(
+        self, message: str, *, version_id: str, modified: dt.datetime, by_version: bool
+    ) -> None:
+        super().__init__(message)
+        self.version_id = version_id
+        self.modified = modified
+        self.by_version = by_version
+
+
+class NoSuchUpload(StoreError, KeyError):
+    """No multipart upload with this id is in progress for the key: it never
+    existed, or it was completed or aborted."""
+
+
+class NoSuchBucketConfig(StoreError, KeyError):
+    """The bucket exists but holds no configuration of the kind asked for."""
+
+
+class NoSuchBucketPolicy(NoSuchBucketConfig):
+    """The bucket has no policy."""
+
+
+class NoSuchTagSet(NoSuchBucketConfig):
+    """The bucket has no tags."""
+
+
+class NoSuchCORSConfiguration(NoSuchBucketConfig):
+    """The bucket has no CORS rules."""
+
+
 class BucketAlreadyExists(StoreError):
     """A bucket with this name exists already."""
 
@@ -170,6 +276,12 @@ class BucketNotEmpty(StoreError):
 
 class PreconditionFailed(StoreError):
     """A conditional operation's condition did not hold; nothing was changed."""
+
+
+class ConditionalRequestConflict(PreconditionFailed):
+    """A conditional write's condition held when it began but not when it was to
+    commit: another write to the key committed meanwhile. Nothing was changed;
+    retry (the condition is evaluated afresh)."""
 
 
 class StorageFull(StoreError, OSError):

@@ -1,8 +1,11 @@
-"""Checksums a caller states with a put: the algorithms, and the store refusing a mismatch.
+"""Checksums a caller states with a put: the algorithms, the store refusing a
+mismatch, and the store keeping what it verified.
 
 The algorithms are checked against hashlib, zlib and google-crc32c's one-shot
-functions over random splits of random data; the store tests use SQLite only,
-since the check happens before the metadata commit whatever the backend.
+functions, and CRC64NVME against a bitwise implementation written here from
+the algorithm's definition (so awscrt is not trusted to check itself), over
+random splits of random data. The store tests run on every metadata backend:
+the digests a version keeps live in its metadata row.
 """
 
 from __future__ import annotations
@@ -23,12 +26,29 @@ import tier0
 from tier0.errors import BadDigest, InvalidArgument, NoSuchKey
 from tier0.store import CHECKSUM_ALGORITHMS, decode_digest
 
+#: CRC-64/NVME's polynomial 0xad93d23594c93659, bit-reversed for the
+#: reflected (least significant bit first) form used below.
+_CRC64NVME_POLY_REFLECTED = 0x9A6C9329AC4BC9B5
+_ALL_ONES_64 = (1 << 64) - 1
+
+
+def _crc64nvme(data: bytes) -> bytes:
+    """CRC-64/NVME one bit at a time: reflected, initial value and final XOR all ones."""
+    crc = _ALL_ONES_64
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (_CRC64NVME_POLY_REFLECTED if crc & 1 else 0)
+    return (crc ^ _ALL_ONES_64).to_bytes(8, "big")
+
+
 _REFERENCE: dict[str, Callable[[bytes], bytes]] = {
     "md5": lambda data: hashlib.md5(data).digest(),
     "sha1": lambda data: hashlib.sha1(data).digest(),
     "sha256": lambda data: hashlib.sha256(data).digest(),
     "crc32": lambda data: zlib.crc32(data).to_bytes(4, "big"),
     "crc32c": lambda data: google_crc32c.value(data).to_bytes(4, "big"),
+    "crc64nvme": _crc64nvme,
 }
 
 
@@ -48,6 +68,22 @@ def _random(size: int, seed: int = 0) -> bytes:
 
 def test_registry_covers_the_reference_algorithms() -> None:
     assert set(CHECKSUM_ALGORITHMS) == set(_REFERENCE)
+
+
+@pytest.mark.parametrize(
+    ("data", "check"),
+    [
+        (b"123456789", 0xAE8B14860A799888),  # the CRC catalogue's check value
+        (b"", 0),
+        (b"\x00" * 32, 0xCF3473434D4ECF3B),
+        (b"\xff" * 32, 0xA0A06974C34D63C4),
+    ],
+)
+def test_crc64nvme_reference_and_registry_give_known_values(data: bytes, check: int) -> None:
+    assert _crc64nvme(data) == check.to_bytes(8, "big")
+    hasher = CHECKSUM_ALGORITHMS["crc64nvme"]()
+    hasher.update(data)
+    assert hasher.digest() == check.to_bytes(8, "big")
 
 
 @given(
@@ -73,7 +109,9 @@ def test_decode_digest_round_trips_base64(algorithm: str, data: bytes) -> None:
 @pytest.mark.parametrize(
     ("algorithm", "value"),
     [
-        ("crc64nvme", "AAAAAAAAAAA="),  # not (yet) supported
+        ("crc64nvme", "NhCmhg=="),  # four bytes, not eight
+        ("CRC64NVME", "AAAAAAAAAAA="),  # names are lower case
+        ("crc128", "AAAAAAAAAAA="),  # not an algorithm
         ("CRC32", "NhCmhg=="),  # names are lower case
         ("crc32", "NhCmhg="),  # bad padding
         ("crc32", "Nh?mhg=="),  # not base64
@@ -91,8 +129,8 @@ def test_decode_digest_rejects_malformed(algorithm: str, value: str) -> None:
 
 
 @pytest.fixture
-def t0(tmp_path: pathlib.Path) -> Iterator[tier0.Tier0]:
-    store = tier0.open(tmp_path / "data", meta="sqlite")
+def t0(tmp_path: pathlib.Path, meta_url: str) -> Iterator[tier0.Tier0]:
+    store = tier0.open(tmp_path / "data", meta=meta_url)
     try:
         store.create_bucket("bkt")
         yield store
@@ -198,3 +236,33 @@ def test_put_deferred_checksum_is_read_after_the_body(t0: tier0.Tier0) -> None:
         t0.put("bkt", "k2", wrong_body(), checksums={"crc32": lambda: trailer["crc32"]})
     with pytest.raises(NoSuchKey):
         t0.head("bkt", "k2")
+
+
+def test_put_keeps_the_verified_digests(t0: tier0.Tier0) -> None:
+    data = _random(300_000, seed=5)
+    stated = {name: _b64(name, data) for name in ("crc32", "crc64nvme", "sha256")}
+    info = t0.put("bkt", "k", data, checksums=stated)
+    assert info.checksums == stated
+    assert t0.head("bkt", "k").checksums == stated
+    # A deferred (trailing) digest is kept as it was finally stated.
+    info = t0.put("bkt", "t", data, checksums={"sha1": lambda: _b64("sha1", data)})
+    assert t0.head("bkt", "t").checksums == {"sha1": _b64("sha1", data)}
+    assert t0.put("bkt", "none", data).checksums == {}
+
+
+def test_put_computes_an_algorithm_named_without_a_digest(t0: tier0.Tier0) -> None:
+    data = _random(200_000, seed=6)
+    info = t0.put("bkt", "k", data, checksums={"crc64nvme": None, "crc32": _b64("crc32", data)})
+    expected = {"crc64nvme": _b64("crc64nvme", data), "crc32": _b64("crc32", data)}
+    assert info.checksums == expected
+    assert t0.head("bkt", "k").checksums == expected
+    with pytest.raises(InvalidArgument):
+        t0.put("bkt", "k", data, checksums={"whirlpool": None})
+
+
+def test_copy_keeps_the_source_digests(t0: tier0.Tier0) -> None:
+    data = b"copied with its checksum"
+    t0.put("bkt", "src", data, checksums={"crc32c": _b64("crc32c", data)})
+    copied = t0.copy("bkt", "src", "bkt", "dst", metadata={"replaced": "yes"})
+    assert copied.checksums == {"crc32c": _b64("crc32c", data)}
+    assert t0.head("bkt", "dst").checksums == copied.checksums

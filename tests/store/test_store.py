@@ -11,6 +11,7 @@ import hashlib
 import os
 import pathlib
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,6 +19,8 @@ import tier0
 from tier0.errors import (
     BucketAlreadyExists,
     BucketNotEmpty,
+    ConditionalRequestConflict,
+    DeleteMarkerFound,
     InvalidArgument,
     InvalidBucketName,
     InvalidKey,
@@ -314,6 +317,60 @@ def test_conditional_writes(t0: tier0.Tier0) -> None:
         t0.put("bkt", "k", b"2", if_match="not-the-etag")
     t0.put("bkt", "k", b"3", if_match=first.etag)
     assert t0.get_bytes("bkt", "k") == b"3"
+
+
+@pytest.mark.parametrize("condition", [{"if_none_match": "*"}, {"if_match": "etag-of-k"}])
+def test_condition_broken_while_the_data_streams_is_a_conflict(
+    t0: tier0.Tier0, condition: dict[str, str]
+) -> None:
+    t0.create_bucket("bkt")
+    if "if_match" in condition:
+        condition = {"if_match": t0.put("bkt", "k", b"before").etag}
+    events = t0.events.latest_seq()
+
+    def body() -> Iterator[bytes]:
+        yield b"racing"
+        # Another writer commits after the condition was checked, before this one does.
+        t0.put("bkt", "k", b"winner")
+
+    with pytest.raises(ConditionalRequestConflict) as raised:
+        t0.put("bkt", "k", body(), **condition)
+    assert isinstance(raised.value, PreconditionFailed)  # callers catching that keep working
+    assert t0.get_bytes("bkt", "k") == b"winner"
+    assert t0.events.latest_seq() == events + 1  # the winner's event, none of the loser's
+
+
+def test_failed_condition_is_decided_before_the_data_is_read(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.put("bkt", "k", b"there")
+    read: list[bytes] = []
+
+    def body() -> Iterator[bytes]:
+        read.append(b"x")
+        yield b"x"
+
+    with pytest.raises(PreconditionFailed) as raised:
+        t0.put("bkt", "k", body(), if_none_match="*")
+    assert not isinstance(raised.value, ConditionalRequestConflict)
+    with pytest.raises(NoSuchKey):
+        t0.put("bkt", "absent", body(), if_match="whatever")
+    assert read == []
+
+
+def test_reading_a_delete_marker_says_which(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.set_versioning("bkt", "Enabled")
+    t0.put("bkt", "k", b"v1")
+    marker = t0.delete("bkt", "k")
+    assert marker.delete_marker and marker.version_id is not None
+    with pytest.raises(DeleteMarkerFound) as current:
+        t0.head("bkt", "k")
+    assert (current.value.version_id, current.value.by_version) == (marker.version_id, False)
+    with pytest.raises(DeleteMarkerFound) as named:
+        t0.get("bkt", "k", version_id=marker.version_id)
+    assert (named.value.version_id, named.value.by_version) == (marker.version_id, True)
+    assert named.value.modified == current.value.modified
+    assert isinstance(named.value, NoSuchKey)  # a marker has no content to read
 
 
 def test_md5_etag_when_asked(t0: tier0.Tier0) -> None:

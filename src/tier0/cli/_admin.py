@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import ipaddress
 import json
+import socket
 from typing import Any
 
 import click
@@ -31,9 +32,32 @@ from tier0.cli._base import Session, cell_text, human_bytes, json_default, pass_
 @click.option(
     "--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM)."
 )
+@click.option(
+    "--s3-domain",
+    "s3_domains",
+    multiple=True,
+    metavar="DOMAIN",
+    envvar="TIER0_S3_DOMAIN",
+    help="Serve virtual-hosted-style S3 requests (Host: BUCKET.DOMAIN); repeat for several. "
+    "Path-style requests keep working.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    envvar="TIER0_WORKERS",
+    help="Server processes sharing the address (about one core each); a worker that dies is "
+    "replaced.",
+)
 @pass_session
 def serve_command(
-    session: Session, address: str, certfile: str | None, keyfile: str | None
+    session: Session,
+    address: str,
+    certfile: str | None,
+    keyfile: str | None,
+    s3_domains: tuple[str, ...],
+    workers: int,
 ) -> None:
     """Serve the store over HTTP until SIGTERM or Ctrl-C.
 
@@ -43,15 +67,31 @@ def serve_command(
     HTTP Basic credentials. On SIGTERM the server stops accepting, finishes
     the requests in flight, then closes the store.
 
+    Several servers are one S3 service when they share a PostgreSQL --meta
+    and one chunk location (--chunks s3://BUCKET/PREFIX with
+    --chunks-endpoint, or a shared directory; env TIER0_META, TIER0_CHUNKS,
+    TIER0_CHUNKS_ENDPOINT): a write through one is read through the others
+    at once.
+
     \b
     Examples:
       tier0 serve
       tier0 --data /srv/tier0 serve --address 0.0.0.0:9000 --certfile cert.pem --keyfile key.pem
+      tier0 serve --s3-domain s3.localhost     # http://BUCKET.s3.localhost:9000/KEY
+      tier0 serve --workers 4                  # four processes, one port
       curl -u "$ACCESS:$SECRET" -d '{"sql": "SELECT count(*) FROM objects"}' \\
            http://127.0.0.1:9000/_tier0/sql
     """
     # Imported here: uvicorn and uvloop cost the other commands start-up time for nothing.
-    from tier0.server import parse_address, serve
+    from tier0.server import (
+        LISTEN_BACKLOG,
+        bind_reuseport,
+        check_tls,
+        format_url,
+        parse_address,
+        run_workers,
+        serve,
+    )
 
     if (certfile is None) != (keyfile is None):
         raise click.UsageError("TLS needs both --certfile and --keyfile")
@@ -70,10 +110,47 @@ def serve_command(
                 err=True,
             )
 
-        def listening(url: str) -> None:
-            click.echo(f"tier0 {tier0.__version__} listening on {url} (data: {t0.data_dir})")
+        data_dir = t0.data_dir
 
-        serve(t0, host, port, certfile=certfile, keyfile=keyfile, on_listening=listening)
+        def listening(url: str) -> None:
+            click.echo(f"tier0 {tier0.__version__} listening on {url} (data: {data_dir})")
+
+        if workers == 1:
+            serve(
+                t0,
+                host,
+                port,
+                certfile=certfile,
+                keyfile=keyfile,
+                on_listening=listening,
+                s3_domains=s3_domains,
+            )
+    if workers > 1:
+        # The open above made root's credentials and the schema, and is closed
+        # again: the workers fork from a process that holds no store.
+        check_tls(certfile, keyfile)
+        sockets = bind_reuseport(host, port, workers, LISTEN_BACKLOG)
+        listening(format_url(host, sockets[0].getsockname()[1], tls=certfile is not None))
+
+        def work(sock: socket.socket) -> None:
+            with session.open(announce_root=False) as worker:
+                serve(
+                    worker,
+                    host,
+                    port,
+                    certfile=certfile,
+                    keyfile=keyfile,
+                    s3_domains=s3_domains,
+                    sock=sock,
+                )
+
+        try:
+            status = run_workers(sockets, work)
+        finally:
+            for sock in sockets:
+                sock.close()
+        if status:
+            raise SystemExit(status)
     click.echo("tier0: stopped", err=True)
 
 

@@ -36,6 +36,8 @@ class Session:
 
     data: Path | None
     meta: str | None
+    chunks: str | None = None
+    chunks_endpoint: str | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -48,7 +50,15 @@ class Session:
         stderr, so that a script's stdout stays clean. ``tier0 serve`` shows
         the keys themselves and passes ``announce_root=False``.
         """
-        t0 = tier0.open(self.data_dir, meta=self.meta)
+        chunks = self.chunks
+        if chunks and "://" not in chunks:
+            chunks = os.path.abspath(chunks)  # remembered: relative to nothing later
+        t0 = tier0.open(
+            self.data_dir,
+            meta=self.meta,
+            chunks_url=chunks,
+            chunks_endpoint=self.chunks_endpoint,
+        )
         if announce_root and t0.root_credential is not None:
             click.echo(
                 f"tier0: made root credentials for {t0.data_dir}; they are in "

@@ -45,9 +45,30 @@ from tier0.cli._objects import (
     metavar="URL",
     help="Metadata backend the first time: 'sqlite' (default) or postgresql://... [env TIER0_META].",
 )
+@click.option(
+    "--chunks",
+    envvar="TIER0_CHUNKS",
+    metavar="URL",
+    help="Where chunks live the first time: DATA/chunks (default), s3://BUCKET[/PREFIX], or an "
+    "absolute directory shared by several hosts [env TIER0_CHUNKS]. S3 credentials come from "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or boto3's other sources).",
+)
+@click.option(
+    "--chunks-endpoint",
+    envvar="TIER0_CHUNKS_ENDPOINT",
+    metavar="URL",
+    help="The S3-compatible store holding s3:// chunks, e.g. http://10.0.0.5:9000 "
+    "(default: AWS) [env TIER0_CHUNKS_ENDPOINT].",
+)
 @click.version_option(tier0.__version__, prog_name="tier0")
 @click.pass_context
-def cli(ctx: click.Context, data: Path | None, meta: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    data: Path | None,
+    meta: str | None,
+    chunks: str | None,
+    chunks_endpoint: str | None,
+) -> None:
     """tier0: object store, live catalog, event log and SQL in one package.
 
     Paths in tier0 are written tier0://BUCKET/KEY. Every command acts on the
@@ -60,8 +81,13 @@ def cli(ctx: click.Context, data: Path | None, meta: str | None) -> None:
       tier0 ls tier0://docs
       tier0 sql "SELECT key, size FROM objects"
       tier0 serve
+
+    \b
+    Several gateways as one S3 service (one PostgreSQL, chunks in one bucket):
+      tier0 --data /srv/t0 --meta postgresql://db/t0 --chunks s3://chunks/t0 \\
+            --chunks-endpoint http://10.0.0.5:9000 serve --address 0.0.0.0:9000
     """
-    ctx.obj = Session(data=data, meta=meta)
+    ctx.obj = Session(data=data, meta=meta, chunks=chunks, chunks_endpoint=chunks_endpoint)
 
 
 for _command in (

@@ -1,10 +1,26 @@
 """The authorize seam and the audit log.
 
 Every API calls ``Authorizer.authorize(principal, action, resource)`` before it
-acts. The rule here is deliberately small and deny-by-default: root may do
-anything, the owner of a bucket may do anything to it and its elements, and
-anyone else only what a grant allows. A richer policy language replaces
-``decide`` later without touching the callers.
+acts. The decision is deny-by-default, in this order:
+
+1. root may do anything, whatever a bucket policy says (tier0's root is the
+   operator of the whole store, like the AWS account that owns every bucket);
+2. an explicit Deny in the bucket's policy (`tier0.identity._s3policy`) wins
+   over everything below, the bucket's owner included, as in S3; the owner
+   keeps only the right to read, replace and delete the policy itself
+   (`OWNER_KEEPS`), so that a policy can always be repaired;
+3. the bucket's owner may do anything to it and its elements;
+4. a grant (``t0_grants``) allows what it names;
+5. an Allow statement of the bucket policy;
+6. the bucket's canned ACL, then the object's (`tier0.identity._acl`);
+7. otherwise, deny.
+
+The anonymous principal (unsigned requests) owns nothing and holds no grant,
+so only steps 5 and 6 can admit it. Policies and ACLs are read through a
+per-process cache (`BucketRulesCache`), so a decision costs no query unless
+it reaches the grants (4) or needs the object's ACL or tags, which the
+caller supplies lazily (`ObjectFacts`). Conditions read the request context
+(`RequestContext`) the protocol handed in.
 
 Every decision, allowed or denied, becomes an audit row. A mutation's decision
 is written in the mutation's own transaction (an acknowledged write always has
@@ -21,12 +37,20 @@ from dataclasses import dataclass
 from typing import Final
 
 from tier0.errors import AccessDenied, InvalidArgument
+from tier0.identity._acl import acl_permits
+from tier0.identity._bucketrules import BucketRulesCache
+from tier0.identity._context import EMPTY_CONTEXT, ObjectFacts, RequestContext
 from tier0.identity._principals import Principal
+from tier0.identity._s3policy import PolicyRequest
 from tier0.meta import Committer, MetaBackend, WriteTx
 
 AUDIT_FLUSH_S: Final = 0.2
 AUDIT_BUFFER_ROWS_MAX: Final = 4096
 GRANTS_PER_PRINCIPAL_MAX: Final = 1000
+#: What a bucket's owner may do whatever the bucket policy denies (lower case).
+OWNER_KEEPS: Final = frozenset(
+    {"s3:getbucketpolicy", "s3:putbucketpolicy", "s3:deletebucketpolicy"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +82,8 @@ class Authorizer:
         self._backend = backend
         self._committer = committer
         self._clock_us = clock_us
+        #: Each bucket's policy, ACL and configuration; forget a bucket after changing them.
+        self.rules = BucketRulesCache(backend)
         self._buffer: list[tuple[int, str, str, str, int, str]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -65,20 +91,56 @@ class Authorizer:
         self._flusher.start()
 
     def decide(
-        self, principal: Principal, action: str, resource: str, *, owner: str | None
+        self,
+        principal: Principal,
+        action: str,
+        resource: str,
+        *,
+        owner: str | None,
+        context: RequestContext | None = None,
+        facts: ObjectFacts | None = None,
     ) -> Decision:
-        """The decision, without recording it."""
+        """The decision, without recording it (see the module docstring for the order).
+
+        ``owner`` is the bucket's owner; ``context`` what the protocol knows of
+        the request; ``facts`` the object acted on, for its ACL and tags.
+        """
         if principal.is_root:
             return Decision(principal, action, resource, True, "root")
-        if owner is not None and owner == principal.id:
-            return Decision(principal, action, resource, True, "owner")
-        for grant in self.grants(principal):
-            if fnmatch.fnmatchcase(action, grant.action) and fnmatch.fnmatchcase(
-                resource, grant.resource
-            ):
-                return Decision(
-                    principal, action, resource, True, f"grant {grant.action} on {grant.resource}"
+        is_owner = owner is not None and owner == principal.id and not principal.is_anonymous
+        bucket, key = _split(resource) if action[:3].lower() == "s3:" else (None, None)
+        rules = None
+        request = None
+        if bucket is not None:
+            rules = self.rules.get(bucket)
+            if rules.policy is not None:
+                request = PolicyRequest(
+                    principal, action, resource, context or EMPTY_CONTEXT, facts, self._clock_us()
                 )
+                denying = rules.policy.denying(request)
+                if denying is not None and not (is_owner and action.lower() in OWNER_KEEPS):
+                    reason = f"bucket policy statement {denying.label} denies it"
+                    return Decision(principal, action, resource, False, reason)
+        if is_owner:
+            return Decision(principal, action, resource, True, "owner")
+        if not principal.is_anonymous:
+            for grant in self.grants(principal):
+                if fnmatch.fnmatchcase(action, grant.action) and fnmatch.fnmatchcase(
+                    resource, grant.resource
+                ):
+                    reason = f"grant {grant.action} on {grant.resource}"
+                    return Decision(principal, action, resource, True, reason)
+        if rules is not None:
+            if request is not None and rules.policy is not None:
+                allowing = rules.policy.allowing(request)
+                if allowing is not None:
+                    reason = f"bucket policy statement {allowing.label}"
+                    return Decision(principal, action, resource, True, reason)
+            if acl_permits(rules.acl, principal, action, on_object=False):
+                return Decision(principal, action, resource, True, f"bucket acl {rules.acl}")
+            acl = facts.acl() if key is not None and facts is not None else None
+            if acl is not None and acl_permits(acl, principal, action, on_object=True):
+                return Decision(principal, action, resource, True, f"object acl {acl}")
         return Decision(principal, action, resource, False, "no grant (deny by default)")
 
     def authorize(
@@ -89,6 +151,8 @@ class Authorizer:
         *,
         owner: str | None = None,
         deferred: bool = False,
+        context: RequestContext | None = None,
+        facts: ObjectFacts | None = None,
     ) -> Decision:
         """Decide; raise AccessDenied when denied.
 
@@ -96,13 +160,18 @@ class Authorizer:
         it allows: then the caller writes it in its own transaction with
         ``record_in``.
         """
-        decision = self.decide(principal, action, resource, owner=owner)
+        decision = self.decide(
+            principal, action, resource, owner=owner, context=context, facts=facts
+        )
         if not decision.allowed or not deferred:
             self.record(decision)
         if not decision.allowed:
-            raise AccessDenied(
-                f"{principal.name} may not {action} on {resource}: ask its owner or root for a grant"
+            advice = (
+                decision.reason
+                if decision.reason.startswith("bucket policy")
+                else "ask its owner or root for a grant"
             )
+            raise AccessDenied(f"{principal.name} may not {action} on {resource}: {advice}")
         return decision
 
     def record(self, decision: Decision) -> None:
@@ -137,6 +206,11 @@ class Authorizer:
         if not action or not resource.startswith("/"):
             raise InvalidArgument(
                 f"a grant needs an action glob and a resource glob starting with '/', got {action!r} on {resource!r}"
+            )
+        if principal.is_anonymous:
+            raise InvalidArgument(
+                "grants name signed principals; admit anonymous requests with a bucket policy"
+                " or an ACL"
             )
         grant = Grant(principal.id, action, resource)
 
@@ -188,6 +262,14 @@ class Authorizer:
 
 
 _AUDIT_INSERT: Final = "INSERT INTO t0_audit (time_us, principal, action, resource, allowed, reason) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def _split(resource: str) -> tuple[str | None, str | None]:
+    """(bucket, key) of ``/bucket/key``; key None for ``/bucket``, both None for ``/``."""
+    bucket, slash, key = resource[1:].partition("/")
+    if not resource.startswith("/") or not bucket:
+        return None, None
+    return bucket, key if slash else None
 
 
 def _audit_row(decision: Decision, time_us: int) -> tuple[int, str, str, str, int, str]:

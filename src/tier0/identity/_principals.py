@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -20,7 +21,16 @@ from tier0.meta import Committer, MetaBackend, WriteTx
 PrincipalKind = Literal["user", "agent", "service"]
 KINDS: Final = ("user", "agent", "service")
 ROOT_ID: Final = "root"
+#: The principal of unsigned requests: not root, owns nothing, holds no
+#: credential and no grant; only a bucket policy or an ACL can admit it.
+ANONYMOUS_ID: Final = "anonymous"
 NAME_BYTES_MAX: Final = 64
+#: How long a looked-up secret is reused without asking the database again.
+#: Every signed request needs its secret, and the lookup was a tenth of a
+#: small GET's cost; the price is that a principal deleted through another
+#: process keeps working here for up to this long (in this process, at once).
+SECRET_CACHE_S: Final = 2.0
+SECRET_CACHE_ENTRIES_MAX: Final = 4096
 _ACCESS_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
 
@@ -36,6 +46,10 @@ class Principal:
     def is_root(self) -> bool:
         return self.id == ROOT_ID
 
+    @property
+    def is_anonymous(self) -> bool:
+        return self.id == ANONYMOUS_ID
+
 
 @dataclass(frozen=True, slots=True)
 class Credential:
@@ -50,6 +64,7 @@ class Credential:
 
 
 ROOT: Final = Principal(ROOT_ID, "root", "user")
+ANONYMOUS: Final = Principal(ANONYMOUS_ID, ANONYMOUS_ID, "anonymous")
 
 
 def new_credential(principal_id: str) -> Credential:
@@ -64,6 +79,8 @@ def _validate_name(name: str) -> None:
         raise InvalidArgument(f"a principal name needs 1 to {NAME_BYTES_MAX} bytes, got {name!r}")
     if not all(c.isalnum() or c in "-_.@" for c in name):
         raise InvalidArgument(f"principal name {name!r} may hold only letters, digits and - _ . @")
+    if name == ANONYMOUS_ID:
+        raise InvalidArgument(f"{name!r} names the principal of unsigned requests; choose another")
 
 
 class Principals:
@@ -72,6 +89,8 @@ class Principals:
     def __init__(self, backend: MetaBackend, committer: Committer) -> None:
         self._backend = backend
         self._committer = committer
+        #: access key -> (expires at, monotonic; principal; secret)
+        self._secrets: dict[str, tuple[float, Principal, str]] = {}
 
     def ensure_root(
         self, *, access_key: str | None = None, secret_key: str | None = None
@@ -137,6 +156,8 @@ class Principals:
         return principal, credential
 
     def get(self, name_or_id: str) -> Principal:
+        if name_or_id == ANONYMOUS_ID:
+            return ANONYMOUS
         with self._backend.reader() as db:
             row = db.query_one(
                 "SELECT id, name, kind FROM t0_principals WHERE id = ? OR name = ?",
@@ -166,6 +187,9 @@ class Principals:
                 tx.execute(f"DELETE FROM {table} WHERE {column} = ?", (principal.id,))
 
         self._committer.run(op)
+        for key, (_, cached, _) in list(self._secrets.items()):
+            if cached.id == principal.id:
+                self._secrets.pop(key, None)
 
     def add_credential(self, principal: Principal) -> Credential:
         credential = new_credential(principal.id)
@@ -181,7 +205,14 @@ class Principals:
         return [row[0] for row in rows]
 
     def secret_for(self, access_key: str) -> tuple[Principal, str]:
-        """The principal and secret behind an access key (for signature checks)."""
+        """The principal and secret behind an access key (for signature checks).
+
+        Answers from a short-lived cache (`SECRET_CACHE_S`) when it can.
+        """
+        now = time.monotonic()
+        cached = self._secrets.get(access_key)
+        if cached is not None and cached[0] > now:
+            return cached[1], cached[2]
         with self._backend.reader() as db:
             row = db.query_one(
                 "SELECT p.id, p.name, p.kind, c.secret_key FROM t0_credentials c"
@@ -190,7 +221,11 @@ class Principals:
             )
         if row is None:
             raise InvalidCredentials(f"unknown access key {access_key!r}")
-        return Principal(row[0], row[1], row[2]), row[3]
+        principal, secret = Principal(row[0], row[1], row[2]), row[3]
+        if len(self._secrets) >= SECRET_CACHE_ENTRIES_MAX:
+            self._secrets.clear()  # rare: thousands of keys in a few seconds
+        self._secrets[access_key] = (now + SECRET_CACHE_S, principal, secret)
+        return principal, secret
 
     def authenticate(self, access_key: str, secret_key: str) -> Principal:
         """The principal whose credential this is; InvalidCredentials otherwise."""

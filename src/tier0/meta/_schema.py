@@ -11,6 +11,17 @@ transaction as the element, with no second copy to keep in step.
 their bytes. It is updated in the transaction that changes a key's current
 version, so "how much is under this prefix" is one row, at any scale.
 
+``t0_uploads`` holds the multipart uploads in progress and ``t0_upload_parts``
+their parts. A part's chunks are referenced (counted in ``t0_chunks.refcount``)
+from the moment the part commits until its upload is completed or aborted, so
+garbage collection never takes them; an upload id begins with its initiation
+time in fixed-width hex, so ``(bucket, key, upload_id)`` is S3's listing order.
+
+``t0_bucket_config`` holds each bucket's configuration, one row per kind
+(``tags``, ``cors``, ``policy``, ``acl``), deleted with the bucket.
+``t0_object_acls`` holds the canned ACL of the versions that have one other
+than ``private`` (keyed by the version's ``seq``, dropped with the version).
+
 Times are stored as integer microseconds since the epoch (identical on every
 backend, exact, cheap to index); the views expose them as timestamps.
 """
@@ -98,6 +109,32 @@ CREATE TABLE IF NOT EXISTS t0_chunks (
 );
 CREATE INDEX IF NOT EXISTS t0_chunks_unreferenced ON t0_chunks (updated_us)
     WHERE refcount = 0;
+CREATE TABLE IF NOT EXISTS t0_uploads (
+    upload_id {text} PRIMARY KEY,
+    bucket {text} NOT NULL,
+    key {text} NOT NULL,
+    initiator {text} NOT NULL,
+    created_us BIGINT NOT NULL,
+    content_type {text} NOT NULL,
+    metadata {json} NOT NULL,
+    tags {json} NOT NULL,
+    headers {json} NOT NULL,
+    checksum_algorithm {text},
+    checksum_type {text}
+);
+CREATE INDEX IF NOT EXISTS t0_uploads_key ON t0_uploads (bucket, key, upload_id);
+CREATE TABLE IF NOT EXISTS t0_upload_parts (
+    upload_id {text} NOT NULL,
+    part_number INTEGER NOT NULL,
+    size BIGINT NOT NULL,
+    stored_bytes BIGINT NOT NULL,
+    etag {text} NOT NULL,
+    checksum {text} NOT NULL,
+    checksums {json} NOT NULL,
+    manifest {blob},
+    created_us BIGINT NOT NULL,
+    PRIMARY KEY (upload_id, part_number)
+);
 CREATE TABLE IF NOT EXISTS t0_events (
     seq BIGINT PRIMARY KEY,
     type {text} NOT NULL,
@@ -133,6 +170,19 @@ CREATE TABLE IF NOT EXISTS t0_grants (
     created_us BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS t0_grants_principal ON t0_grants (principal_id);
+CREATE TABLE IF NOT EXISTS t0_bucket_config (
+    bucket {text} NOT NULL,
+    name {text} NOT NULL,
+    value {json} NOT NULL,
+    modified_us BIGINT NOT NULL,
+    PRIMARY KEY (bucket, name)
+);
+CREATE TABLE IF NOT EXISTS t0_object_acls (
+    seq BIGINT PRIMARY KEY,
+    bucket {text} NOT NULL,
+    acl {text} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS t0_object_acls_bucket ON t0_object_acls (bucket);
 CREATE TABLE IF NOT EXISTS t0_audit (
     id {autoid},
     time_us BIGINT NOT NULL,

@@ -1,4 +1,4 @@
-"""Running the HTTP app: uvicorn (uvloop, httptools), one worker, graceful shutdown.
+"""Running the HTTP app: uvicorn (uvloop, httptools) in one process, graceful shutdown.
 
 Shutdown on SIGTERM or SIGINT goes in this order, so that a write that was
 acknowledged is on disk and a write that was accepted is acknowledged:
@@ -18,7 +18,7 @@ import signal
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Final
 
@@ -26,8 +26,9 @@ import uvicorn
 
 from tier0._client import Tier0
 from tier0.errors import InvalidArgument
-from tier0.protocols.s3 import create_s3_app
+from tier0.protocols.s3 import GatewayLimits, create_s3_app
 from tier0.server._app import Limits, create_app
+from tier0.server._connection import connection_protocol
 
 DEFAULT_PORT: Final = 9000
 LISTEN_BACKLOG: Final = 2048
@@ -139,24 +140,35 @@ def serve(
     limits: Limits | None = None,
     on_listening: Callable[[str], None] | None = None,
     shutdown_timeout_s: int = SHUTDOWN_TIMEOUT_S,
+    s3_domains: Sequence[str] = (),
+    s3_limits: GatewayLimits | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve ``t0`` over HTTP(S) until SIGTERM or SIGINT, then shut down gracefully.
 
     ``on_listening(url)`` is called once the socket listens (with the real
     port when ``port`` is 0). TLS needs both ``certfile`` and ``keyfile``
-    (PEM). Returns after the shutdown described in the module docstring;
-    ``t0`` stays open, for the caller to close. Raises OSError when the
-    address cannot be bound, InvalidArgument for a half-given TLS pair.
+    (PEM). ``s3_domains`` are the base domains of virtual-hosted-style S3
+    requests (`create_s3_app`'s ``domains``), ``s3_limits`` its limits,
+    the request head's included (`connection_protocol`). ``sock``, a listening socket,
+    is served instead of binding ``host:port`` (a worker of `run_workers`).
+    Returns after the shutdown described in the module docstring; ``t0``
+    stays open, for the caller to close. Raises OSError when the address
+    cannot be bound, InvalidArgument for a half-given TLS pair or a domain
+    that is not a host name.
     """
     if (certfile is None) != (keyfile is None):
         raise InvalidArgument("TLS needs both a certificate file and a key file")
     tls = certfile is not None
-    s3 = create_s3_app(t0)
+    s3 = create_s3_app(t0, domains=s3_domains, limits=s3_limits)
     app = create_app(t0, limits=limits, fallback=s3)
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        # httptools, with limits and a deadline on the request head (which
+        # uvicorn has not) and S3's answers to a head it refuses.
+        http=connection_protocol(s3.limits),
+        timeout_keep_alive=s3.limits.keep_alive_timeout_s,
         ws="none",
         lifespan="on",
         workers=1,
@@ -172,21 +184,37 @@ def serve(
     try:
         config.load()
     except ssl.SSLError as error:
-        raise InvalidArgument(
-            f"cannot use {certfile} and {keyfile} for TLS ({error.reason or error}): "
-            "give a PEM certificate and its PEM private key"
-        ) from None
-    sock = bind(host, port)
+        raise _bad_tls(certfile, keyfile, error) from None
+    listener = sock if sock is not None else bind(host, port)
     try:
         if on_listening is not None:
-            on_listening(format_url(host, sock.getsockname()[1], tls=tls))
+            on_listening(format_url(host, listener.getsockname()[1], tls=tls))
         server = _Server(config, on_shutdown=app.begin_shutdown)
         with _signals_absorbed():
-            server.run(sockets=[sock])
+            server.run(sockets=[listener])
     finally:
         app.close()
         s3.close()  # after the server: requests in flight have finished
-        sock.close()
+        listener.close()
+
+
+def check_tls(certfile: str | None, keyfile: str | None) -> None:
+    """Raise InvalidArgument unless the pair is absent or a usable PEM certificate and key."""
+    if (certfile is None) != (keyfile is None):
+        raise InvalidArgument("TLS needs both a certificate file and a key file")
+    if certfile is None:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as error:
+        raise _bad_tls(certfile, keyfile, error) from None
+
+
+def _bad_tls(certfile: str | None, keyfile: str | None, error: ssl.SSLError) -> InvalidArgument:
+    return InvalidArgument(
+        f"cannot use {certfile} and {keyfile} for TLS ({error.reason or error}): "
+        "give a PEM certificate and its PEM private key"
+    )
 
 
 @contextlib.contextmanager

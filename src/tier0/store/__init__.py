@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from tier0.store._bucketconf import (
+    BUCKET_TAG_COUNT_MAX,
+    CORS_METHODS,
+    CORS_RULES_MAX,
+    AccessControl,
+    BucketConfigMethods,
+    CORSRule,
+    match_cors_rule,
+)
 from tier0.store._checksums import ALGORITHMS as CHECKSUM_ALGORITHMS
 from tier0.store._checksums import Expected, decode_digest
 from tier0.store._chunking import (
@@ -12,10 +21,25 @@ from tier0.store._chunking import (
     iter_chunks,
 )
 from tier0.store._chunks import ChunkBackend, ChunkBackendStatistics, LocalChunkBackend, OsSeam
+from tier0.store._chunks_s3 import (
+    S3ChunkBackend,
+    S3ChunkBackendStatistics,
+    open_chunk_backend,
+)
 from tier0.store._maintenance import check, collect, statistics
+from tier0.store._multipart import (
+    PART_BYTES_MAX,
+    PART_NUMBER_MAX,
+    PartPage,
+    PartRef,
+    UploadedPart,
+    UploadInfo,
+    UploadPage,
+)
+from tier0.store._multipart_integrity import checksum_settings, checksum_type_of, combine_crc
 from tier0.store._names import KEY_BYTES_MAX, validate_bucket_name, validate_key
 from tier0.store._reader import ObjectReader
-from tier0.store._store import Kernel, Store, StoreConfig
+from tier0.store._store import STANDARD_HEADERS, Kernel, Store, StoreConfig
 from tier0.store._types import (
     BucketInfo,
     CheckReport,
@@ -23,15 +47,25 @@ from tier0.store._types import (
     GCReport,
     ListPage,
     ObjectInfo,
+    PartInfo,
     StoreStatistics,
     Versioning,
     VersionPage,
 )
 
 __all__ = [
+    "BUCKET_TAG_COUNT_MAX",
     "CHECKSUM_ALGORITHMS",
+    "CORS_METHODS",
+    "CORS_RULES_MAX",
     "KEY_BYTES_MAX",
+    "PART_BYTES_MAX",
+    "PART_NUMBER_MAX",
+    "STANDARD_HEADERS",
+    "AccessControl",
+    "BucketConfigMethods",
     "BucketInfo",
+    "CORSRule",
     "CheckReport",
     "ChunkBackend",
     "ChunkBackendStatistics",
@@ -45,18 +79,31 @@ __all__ = [
     "ObjectInfo",
     "ObjectReader",
     "OsSeam",
+    "PartInfo",
+    "PartPage",
+    "PartRef",
+    "S3ChunkBackend",
+    "S3ChunkBackendStatistics",
     "Store",
     "StoreConfig",
     "StoreStatistics",
+    "UploadInfo",
+    "UploadPage",
+    "UploadedPart",
     "VersionPage",
     "Versioning",
     "check",
+    "checksum_settings",
+    "checksum_type_of",
     "chunk_name",
     "collect",
+    "combine_crc",
     "decode_chunk",
     "decode_digest",
     "encode_chunk",
     "iter_chunks",
+    "match_cors_rule",
+    "open_chunk_backend",
     "statistics",
     "validate_bucket_name",
     "validate_key",

@@ -3,13 +3,17 @@
 A client may state what it sent (S3's ``Content-MD5`` and ``x-amz-checksum-*``,
 as base64 digests); the write path computes each stated algorithm over the
 stream alongside its own BLAKE3, once per byte, and the store refuses to
-commit when one disagrees. Only the algorithms asked for are computed: MD5 alone
+commit when one disagrees. A client may also name an algorithm without a
+value (S3's ``x-amz-checksum-algorithm`` alone): it is computed and recorded,
+with nothing to compare. Only the algorithms asked for are computed: MD5 alone
 caps a stream near 0.9 GB/s (notes/measurements.md), so nothing is hashed on
 speculation.
 
 `ALGORITHMS` maps each name to a factory of an incremental `Hasher`;
 `parse_checksums` checks the names and values of a request before any byte is
-read; `verify` raises `BadDigest` for the first mismatch.
+read; `verify` raises `BadDigest` for the first mismatch. The CRCs run in C:
+zlib (CRC32), google-crc32c (CRC32C) and awscrt (CRC64NVME), each at several
+GB/s, so checking them costs a stream little beside BLAKE3.
 
 >>> expected = parse_checksums({"crc32": "NhCmhg=="})
 >>> hasher = ALGORITHMS["crc32"]()
@@ -28,6 +32,7 @@ from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
 import google_crc32c
+from awscrt import checksums as crt_checksums
 
 from tier0.errors import BadDigest, InvalidArgument
 
@@ -84,6 +89,23 @@ class _CRC32C:
 _crc32c_extend: Callable[[int, bytes], int] = google_crc32c.extend
 
 
+class _CRC64NVME:
+    """CRC-64/NVME (the one S3 calls CRC64NVME) through awscrt's C code, as a
+    big-endian 8-byte digest: polynomial 0xad93d23594c93659 (0x9a6c9329ac4bc9b5
+    reflected), input and output reflected, initial value and final XOR all ones."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, data: bytes, /) -> None:
+        self._value = crt_checksums.crc64nvme(data, self._value)
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(8, "big")
+
+
 def _hashlib(name: str) -> Callable[[], Hasher]:
     def new() -> Hasher:
         # These digests check transfers; they protect nothing secret.
@@ -93,14 +115,13 @@ def _hashlib(name: str) -> Callable[[], Hasher]:
 
 
 #: Every algorithm a write can be checked with, by its lower-case S3 name.
-#: CRC64NVME is missing: no fast implementation is a dependency yet, and a
-#: pure-Python CRC-64 would run at a few MB/s.
 ALGORITHMS: Final[Mapping[str, Callable[[], Hasher]]] = {
     "md5": _hashlib("md5"),
     "sha1": _hashlib("sha1"),
     "sha256": _hashlib("sha256"),
     "crc32": _CRC32,
     "crc32c": _CRC32C,
+    "crc64nvme": _CRC64NVME,
 }
 
 #: The length of each algorithm's digest, in bytes.
@@ -110,6 +131,7 @@ DIGEST_BYTES: Final[Mapping[str, int]] = {
     "sha256": 32,
     "crc32": 4,
     "crc32c": 4,
+    "crc64nvme": 8,
 }
 
 #: What a caller expects of one algorithm: the base64 digest, or a function
@@ -143,14 +165,17 @@ def decode_digest(algorithm: str, value: str) -> bytes:
     return digest
 
 
-def parse_checksums(checksums: Mapping[str, Expected] | None) -> dict[str, Expected]:
+def parse_checksums(
+    checksums: Mapping[str, Expected | None] | None,
+) -> dict[str, Expected | None]:
     """Check a request's checksums before its body is read; returns them by algorithm.
 
     Names must be in `ALGORITHMS` and string values must decode (`decode_digest`);
-    deferred values (callables) are checked when `verify` calls them. Raises
-    `InvalidArgument` otherwise.
+    deferred values (callables) are checked when `verify` calls them. None asks
+    for the digest without stating one: it is computed, and `verify` skips it.
+    Raises `InvalidArgument` otherwise.
     """
-    parsed: dict[str, Expected] = {}
+    parsed: dict[str, Expected | None] = {}
     for algorithm, value in (checksums or {}).items():
         if isinstance(value, str):
             decode_digest(algorithm, value)
@@ -160,14 +185,17 @@ def parse_checksums(checksums: Mapping[str, Expected] | None) -> dict[str, Expec
     return parsed
 
 
-def verify(expected: Mapping[str, Expected], computed: Mapping[str, bytes]) -> None:
+def verify(expected: Mapping[str, Expected | None], computed: Mapping[str, bytes]) -> None:
     """Raise `BadDigest` unless every expected digest equals the computed one.
 
-    ``computed`` holds a digest for every algorithm in ``expected``. A deferred
-    value is fetched here, so call this only after the body has been read
-    whole; it raises `InvalidArgument` when malformed.
+    ``computed`` holds a digest for every algorithm in ``expected``; an
+    algorithm expected as None has nothing to compare. A deferred value is
+    fetched here, so call this only after the body has been read whole; it
+    raises `InvalidArgument` when malformed.
     """
     for algorithm, value in expected.items():
+        if value is None:
+            continue
         text = value if isinstance(value, str) else value()
         want = decode_digest(algorithm, text)
         got = computed[algorithm]

@@ -28,6 +28,7 @@ from tier0.errors import ChunkError
 from tier0.meta import Connection, WriteTx
 from tier0.store._chunking import chunk_name, declared_length, decode_chunk
 from tier0.store._manifest import Manifest
+from tier0.store._multipart_integrity import check_multipart
 from tier0.store._ops import key_prefixes
 from tier0.store._store import Kernel
 from tier0.store._types import CheckReport, GCReport, StoreStatistics
@@ -105,7 +106,9 @@ def check(kernel: Kernel, *, deep: bool = False) -> CheckReport:
     """Verify metadata against chunks; with ``deep``, re-hash every chunk.
 
     Finds versions whose chunks are missing, chunks that do not hash to their
-    name, reference counts that drifted from the manifests, broken
+    name, reference counts that drifted from the manifests (of versions and
+    of the parts of uploads in progress), multipart problems (see
+    ``_multipart_integrity.check_multipart``), broken
     latest-version pointers, gaps in the event sequence, and the chunk
     backend's own problems. Orphan chunk files (no row) are counted, not
     reported as problems: an interrupted write leaves them, and GC reclaims
@@ -116,6 +119,8 @@ def check(kernel: Kernel, *, deep: bool = False) -> CheckReport:
         _begin_snapshot(db, kernel.meta.dialect)
         try:
             references, versions = _count_references(db, problems, deep=deep)
+            # Parts of uploads in progress hold chunk references too.
+            problems += check_multipart(db, references, kernel, deep=deep)
             rows = db.query_all("SELECT hash, refcount, state FROM t0_chunks")
             problems += _check_versions(db)
             problems += _check_prefixes(db)

@@ -108,6 +108,8 @@ class NewVersion:
     checksums: dict[str, str] = field(default_factory=dict)
     #: The parts of a version completed from a multipart upload (empty otherwise).
     parts: tuple[PartInfo, ...] = ()
+    #: The version's canned ACL (``t0_object_acls``); None or "private" keeps no row.
+    acl: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,9 @@ def delete_bucket(tx: WriteTx, bucket: str, decision: Decision) -> None:
         )
     tx.execute("DELETE FROM t0_buckets WHERE name = ?", (bucket,))
     tx.execute("DELETE FROM t0_prefixes WHERE bucket = ?", (bucket,))
+    # Its configuration goes with it (its versions, and their ACLs, are gone already).
+    tx.execute("DELETE FROM t0_bucket_config WHERE bucket = ?", (bucket,))
+    tx.execute("DELETE FROM t0_object_acls WHERE bucket = ?", (bucket,))
     _forget_bucket(tx, bucket)
     _event(tx, tx.next_seq(), "BucketRemoved", bucket, "", None, None, None, decision, {})
     Authorizer.record_in(tx, decision)
@@ -247,6 +252,10 @@ def put_version(
         ),
     )  # fmt: skip
     _add_refs(tx, new.chunks)
+    if new.acl is not None and new.acl != "private":
+        tx.execute(
+            "INSERT INTO t0_object_acls (seq, bucket, acl) VALUES (?, ?, ?)", (seq, bucket, new.acl)
+        )
     _event(tx, seq, event_type, bucket, key, version_id, new.size, new.etag, decision, detail or {})
     Authorizer.record_in(tx, decision)
     return ObjectInfo(
@@ -440,6 +449,7 @@ def _drop(tx: WriteTx, row: Any) -> None:
     manifest = tx.query_one("DELETE FROM t0_versions WHERE seq = ? RETURNING manifest", (row[0],))[
         0
     ]
+    tx.execute("DELETE FROM t0_object_acls WHERE seq = ?", (row[0],))
     if manifest is not None:
         counts = collections.Counter(Manifest.decode(bytes(manifest)).hashes)
         tx.executemany(

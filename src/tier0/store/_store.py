@@ -9,16 +9,35 @@ audit), and only then is the write acknowledged.
 
 from __future__ import annotations
 
+import base64
 import mimetypes
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, Final, TypeVar
 
-from tier0.errors import InvalidArgument, InvalidRange, NoSuchBucket, NoSuchKey, NoSuchVersion
-from tier0.identity import Authorizer, Decision, Principal
+from tier0.errors import (
+    ConditionalRequestConflict,
+    DeleteMarkerFound,
+    InvalidArgument,
+    InvalidRange,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchVersion,
+    PreconditionFailed,
+)
+from tier0.identity import (
+    EMPTY_CONTEXT,
+    Authorizer,
+    Decision,
+    ObjectFacts,
+    Principal,
+    RequestContext,
+    validate_canned_acl,
+)
 from tier0.meta import Committer, Connection, MetaBackend, WriteTx
-from tier0.store import _ops
+from tier0.store import _bucketconf, _multipart, _ops
+from tier0.store._bucketconf import BucketConfigMethods
 from tier0.store._checksums import Expected, parse_checksums, verify
 from tier0.store._chunking import ChunkingPolicy, decode_chunk, encode_chunk
 from tier0.store._chunks import ChunkBackend
@@ -69,6 +88,9 @@ class StoreConfig:
     #: Unreferenced chunks younger than this are never collected.
     gc_grace_s: float = 3600.0
     io_threads: int = 4
+    #: Every part of a multipart upload but the last must be at least this
+    #: large (S3's 5 MiB); tests may lower it to stay fast.
+    part_bytes_min: int = 5 * 1024 * 1024
 
 
 @dataclass
@@ -103,28 +125,57 @@ def _blocks(source: Source) -> Iterator[bytes]:
         yield bytes(block)
 
 
-class Store:
-    """Buckets and objects, as seen by one principal."""
+class Store(BucketConfigMethods):
+    """Buckets and objects, as seen by one principal.
 
-    def __init__(self, kernel: Kernel, principal: Principal) -> None:
+    ``context`` is what the protocol knows of the request this store serves
+    (client address, TLS, User-Agent, ...), for bucket policy conditions; None
+    for in-process calls. Bucket configuration (tags, CORS, policy, ACLs) is
+    in `BucketConfigMethods`.
+    """
+
+    def __init__(
+        self, kernel: Kernel, principal: Principal, *, context: RequestContext | None = None
+    ) -> None:
         self._kernel = kernel
         self.principal = principal
+        self.context = context
 
     # -- buckets ---------------------------------------------------------------------------
 
-    def create_bucket(self, name: str) -> BucketInfo:
-        """Create a bucket owned by this principal."""
+    def create_bucket(self, name: str, *, acl: str | None = None) -> BucketInfo:
+        """Create a bucket owned by this principal, with canned ``acl`` (private by default)."""
         validate_bucket_name(name)
-        decision = self._authorize("s3:CreateBucket", f"/{name}", owner=None)
-        self._kernel.committer.run(
-            lambda tx: _ops.create_bucket(tx, name, self.principal.id, decision)
+        if acl is not None:
+            validate_canned_acl(acl, on_object=False)
+        decision = self._authorize(
+            "s3:CreateBucket", f"/{name}", owner=None, params={"s3:x-amz-acl": acl}
         )
+
+        def create(tx: WriteTx) -> None:
+            _ops.create_bucket(tx, name, self.principal.id, decision)
+            if acl is not None and acl != "private":
+                _bucketconf.write_config(tx, name, "acl", acl)
+
+        try:
+            self._kernel.committer.run(create)
+        finally:
+            self._kernel.authorizer.rules.forget(name)
         return self.head_bucket(name)
 
     def delete_bucket(self, name: str) -> None:
         """Delete an empty bucket (BucketNotEmpty otherwise)."""
         decision = self._authorize("s3:DeleteBucket", f"/{name}", owner=self._owner(name))
-        self._kernel.committer.run(lambda tx: _ops.delete_bucket(tx, name, decision))
+
+        def delete(tx: WriteTx) -> None:
+            _ops.delete_bucket(tx, name, decision)
+            # Uploads in progress go with the bucket, as in S3.
+            _multipart.discard_bucket_uploads(tx, name)
+
+        try:
+            self._kernel.committer.run(delete)
+        finally:
+            self._kernel.authorizer.rules.forget(name)
         self._kernel.owners.pop(name, None)
 
     def head_bucket(self, name: str) -> BucketInfo:
@@ -170,30 +221,41 @@ class Store:
         tags: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         md5: bool = False,
-        checksums: Mapping[str, Expected] | None = None,
+        checksums: Mapping[str, Expected | None] | None = None,
         if_match: str | None = None,
         if_none_match: str | None = None,
         event_type: str = "ObjectCreated:Put",
+        acl: str | None = None,
     ) -> ObjectInfo:
         """Store ``data`` (bytes, a binary file, or an iterable of bytes) as ``bucket/key``.
+
+        ``acl`` is the new version's canned ACL (`tier0.identity.OBJECT_CANNED_ACLS`;
+        private by default).
 
         Streams: memory stays bounded whatever the size. With ``md5`` the ETag
         is the MD5 of the content (what S3 clients expect of a single-part
         upload); otherwise it is derived from the BLAKE3 checksum, which costs
-        nothing extra. ``if_none_match='*'`` refuses to overwrite;
-        ``if_match=etag`` overwrites only that version. Returns the committed
-        version.
+        nothing extra. Returns the committed version.
+
+        ``if_none_match='*'`` refuses to overwrite; ``if_match=etag``
+        overwrites only that version. A condition is checked before any byte
+        is read (`PreconditionFailed`; `NoSuchKey` for ``if_match`` on a key
+        with no current version) and again in the commit: failing only there,
+        because another write committed while the data streamed, raises
+        `ConditionalRequestConflict`. Either way nothing is written.
 
         ``checksums`` states what the caller sent, by algorithm (``md5``,
-        ``sha1``, ``sha256``, ``crc32``, ``crc32c``): base64 digests, as S3's
-        ``Content-MD5`` and ``x-amz-checksum-*`` carry them. A value may be a
-        function returning the digest, called once the data has been read
-        whole (for a checksum that trails the body). Each is computed over the
-        data as it streams, and a mismatch raises `BadDigest` before anything
-        is committed: no version, no event. Chunks already stored stay
-        unreferenced until garbage collection reclaims them. An unknown
+        ``sha1``, ``sha256``, ``crc32``, ``crc32c``, ``crc64nvme``): base64
+        digests, as S3's ``Content-MD5`` and ``x-amz-checksum-*`` carry them.
+        A value may be a function returning the digest, called once the data
+        has been read whole (for a checksum that trails the body), or None to
+        have the digest computed without stating one. Each is computed over
+        the data as it streams, and a mismatch raises `BadDigest` before
+        anything is committed: no version, no event. Chunks already stored
+        stay unreferenced until garbage collection reclaims them. An unknown
         algorithm or a malformed digest raises `InvalidArgument` before the
-        data is read.
+        data is read. The version records every digest computed
+        (``ObjectInfo.checksums``, base64).
 
         >>> store.put("b", "k", b"hello", checksums={"crc32": "NhCmhg=="})  # doctest: +SKIP
         """
@@ -202,7 +264,15 @@ class Store:
         metadata, tags, headers = metadata or {}, tags or {}, _normal_headers(headers)
         validate_metadata(metadata)
         validate_tags(tags)
-        decision = self._authorize_write("s3:PutObject", bucket, f"/{bucket}/{key}")
+        if acl is not None:
+            validate_canned_acl(acl, on_object=True)
+        params = {"s3:x-amz-acl": acl}
+        decision = self._authorize_write("s3:PutObject", bucket, f"/{bucket}/{key}", params=params)
+        condition = None
+        if if_match is not None or if_none_match is not None:
+            condition = _ops.Condition(if_match=if_match, if_none_match=if_none_match)
+            # Fail before the data is read, rather than after a long upload.
+            condition.check(self._current_row(bucket, key))
         kernel = self._kernel
         ingested = ingest(
             data if isinstance(data, bytes) else _blocks(data),
@@ -238,21 +308,34 @@ class Store:
             metadata=metadata,
             tags=tags,
             headers=headers,
+            checksums={
+                algorithm: base64.b64encode(ingested.digests[algorithm]).decode("ascii")
+                for algorithm in expected
+            },
+            acl=acl,
         )
-        condition = None
-        if if_match is not None or if_none_match is not None:
-            condition = _ops.Condition(if_match=if_match, if_none_match=if_none_match)
-        return self._commit_write(
-            "s3:PutObject",
-            bucket,
-            f"/{bucket}/{key}",
-            decision,
-            lambda decided: (
-                lambda tx: _ops.put_version(
-                    tx, bucket, key, new, decided, event_type=event_type, condition=condition
-                )
-            ),
-        )
+        try:
+            return self._commit_write(
+                "s3:PutObject",
+                bucket,
+                f"/{bucket}/{key}",
+                decision,
+                lambda decided: (
+                    lambda tx: _ops.put_version(
+                        tx, bucket, key, new, decided, event_type=event_type, condition=condition
+                    )
+                ),
+                params=params,
+            )
+        except (PreconditionFailed, NoSuchKey) as error:
+            if condition is None or isinstance(error, ConditionalRequestConflict):
+                raise
+            # The condition held before the data was read: a write that
+            # committed meanwhile made it fail, which S3 reports apart.
+            raise ConditionalRequestConflict(
+                f"{bucket}/{key} changed while this conditional write was in progress ({error});"
+                " retry it"
+            ) from error
 
     def get(
         self,
@@ -309,11 +392,14 @@ class Store:
         tags: dict[str, str] | None = None,
         if_match: str | None = None,
         if_none_match: str | None = None,
+        acl: str | None = None,
     ) -> ObjectInfo:
         """Copy a version to ``bucket/key`` in metadata alone: the chunks are shared.
 
         Passing ``metadata``, ``content_type``, ``headers`` or ``tags``
-        replaces that part of the description (S3's REPLACE directive).
+        replaces that part of the description (S3's REPLACE directive). The
+        copy's canned ACL is ``acl`` (private by default): as in S3, an ACL is
+        never copied.
         """
         validate_key(key)
         validate_key(source_key)
@@ -328,10 +414,16 @@ class Store:
             replace["content_type"] = content_type
         if headers is not None:
             replace["headers"] = _normal_headers(headers)
+        if acl is not None:
+            replace["acl"] = validate_canned_acl(acl, on_object=True)
         self._authorize(
-            "s3:GetObject", f"/{source_bucket}/{source_key}", owner=self._owner(source_bucket)
+            "s3:GetObject",
+            f"/{source_bucket}/{source_key}",
+            owner=self._owner(source_bucket),
+            params={"s3:VersionId": version_id},
         )
-        decision = self._authorize_write("s3:PutObject", bucket, f"/{bucket}/{key}")
+        params = {"s3:x-amz-acl": acl}
+        decision = self._authorize_write("s3:PutObject", bucket, f"/{bucket}/{key}", params=params)
         condition = None
         if if_match is not None or if_none_match is not None:
             condition = _ops.Condition(if_match=if_match, if_none_match=if_none_match)
@@ -341,19 +433,22 @@ class Store:
                 tx, (source_bucket, source_key, version_id), (bucket, key), decided,
                 replace=replace, condition=condition,
             ),
+            params=params,
         )  # fmt: skip
 
     def delete(self, bucket: str, key: str, *, version_id: str | None = None) -> DeleteResult:
         """Delete the key (a delete marker if the bucket keeps versions), or one version."""
         validate_key(key)
         action = "s3:DeleteObject" if version_id is None else "s3:DeleteObjectVersion"
-        decision = self._authorize_write(action, bucket, f"/{bucket}/{key}")
+        params = {"s3:VersionId": version_id}
+        decision = self._authorize_write(action, bucket, f"/{bucket}/{key}", params=params)
         return self._commit_write(
             action,
             bucket,
             f"/{bucket}/{key}",
             decision,
             lambda decided: lambda tx: _ops.delete_version(tx, bucket, key, version_id, decided),
+            params=params,
         )
 
     def set_tags(
@@ -373,6 +468,159 @@ class Store:
 
     def get_tags(self, bucket: str, key: str, *, version_id: str | None = None) -> dict[str, str]:
         return self.head(bucket, key, version_id=version_id).tags
+
+    # -- multipart uploads (tier0.store._multipart) -----------------------------------------
+
+    def create_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        checksum_algorithm: str | None = None,
+        checksum_type: str | None = None,
+    ) -> _multipart.UploadInfo:
+        """Start a multipart upload of ``bucket/key`` (authorized as ``s3:PutObject``).
+
+        The description (``content_type``, ``metadata``, ``tags``, ``headers``)
+        is the completed object's. ``checksum_algorithm`` (``crc32``,
+        ``crc32c``, ``sha1``, ``sha256``, ``crc64nvme``) is computed for every
+        part, and ``checksum_type`` (``COMPOSITE``, ``FULL_OBJECT``) says how
+        the object's checksum is made from them; S3's rules on which go
+        together apply (`InvalidArgument` otherwise). Returns the upload; its
+        ``upload_id`` names it from now on.
+        """
+        return _multipart.create_upload(
+            self, bucket, key, content_type=content_type, metadata=metadata, tags=tags,
+            headers=headers, checksum_algorithm=checksum_algorithm, checksum_type=checksum_type,
+        )  # fmt: skip
+
+    def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        data: Source,
+        *,
+        checksums: Mapping[str, Expected | None] | None = None,
+    ) -> _multipart.UploadedPart:
+        """Store part ``part_number`` (1..10,000) of an upload, replacing any before it.
+
+        ``data`` streams as for `put`, into chunks, with its MD5 (the part's
+        ETag), the upload's checksum algorithm and the ``checksums`` stated
+        (as for `put`) computed on the way and verified before the part
+        commits (`BadDigest`). At most 5 GiB (`EntityTooLarge`). Raises
+        `NoSuchUpload` when the upload is not in progress.
+        """
+        return _multipart.upload_part(
+            self, bucket, key, upload_id, part_number, data, checksums=checksums
+        )
+
+    def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        source_bucket: str,
+        source_key: str,
+        *,
+        version_id: str | None = None,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> _multipart.UploadedPart:
+        """Store part ``part_number`` from bytes ``[offset, offset + length)`` of a version
+        (all of it by default; `InvalidRange` when the range passes its end).
+
+        Needs ``s3:GetObject`` on the source as well as ``s3:PutObject``.
+        """
+        return _multipart.upload_part_copy(
+            self, bucket, key, upload_id, part_number, source_bucket, source_key,
+            version_id=version_id, offset=offset, length=length,
+        )  # fmt: skip
+
+    def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: Sequence[_multipart.PartRef | tuple[int, str]],
+        *,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+        checksums: Mapping[str, str] | None = None,
+        object_size: int | None = None,
+    ) -> ObjectInfo:
+        """Make the object from ``parts`` (``PartRef`` or ``(number, etag)``), in one commit.
+
+        Parts are named in ascending order (`InvalidPartOrder`), each as
+        uploaded, with its ETag and any checksums stated (`InvalidPart`);
+        every part but the last is at least ``StoreConfig.part_bytes_min``
+        (`EntityTooSmall`); the object at most 5 TiB (`EntityTooLarge`). No
+        data is copied: the version's manifest is the parts' manifests, in
+        order. Its ETag is S3's ``md5-of-md5s-N``; ``checksums`` holds the
+        object checksums the caller expects (by algorithm; `BadDigest` if
+        they differ) and ``object_size`` its size. ``if_match`` and
+        ``if_none_match`` are the conditions of `put`. One event
+        (``ObjectCreated:CompleteMultipartUpload``); the upload ends. On any
+        failure nothing changes, and the upload stays in progress.
+        """
+        return _multipart.complete_upload(
+            self, bucket, key, upload_id, parts, if_match=if_match, if_none_match=if_none_match,
+            checksums=checksums, object_size=object_size,
+        )  # fmt: skip
+
+    def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """End an upload without an object (``s3:AbortMultipartUpload``); its parts'
+        chunks are garbage once the GC's grace period passes. `NoSuchUpload` if it
+        is not in progress."""
+        _multipart.abort_upload(self, bucket, key, upload_id)
+
+    def list_parts(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        *,
+        part_number_marker: int = 0,
+        limit: int = LIST_LIMIT_MAX,
+    ) -> _multipart.PartPage:
+        """One page of an upload's parts after ``part_number_marker``, ascending
+        (``s3:ListMultipartUploadParts``)."""
+        return _multipart.list_parts(
+            self, bucket, key, upload_id, part_number_marker=part_number_marker, limit=limit
+        )
+
+    def list_multipart_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str | None = None,
+        key_marker: str | None = None,
+        upload_id_marker: str | None = None,
+        limit: int = LIST_LIMIT_MAX,
+    ) -> _multipart.UploadPage:
+        """One page of the uploads in progress (``s3:ListBucketMultipartUploads``): keys
+        in UTF-8 byte order, then initiation order; ``delimiter`` rolls keys up into
+        common prefixes as in `list`. A page resumes after ``key_marker`` or, with
+        ``upload_id_marker`` too, after that upload of ``key_marker``."""
+        return _multipart.list_uploads(
+            self, bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+            upload_id_marker=upload_id_marker, limit=limit,
+        )  # fmt: skip
+
+    def get_part(
+        self, bucket: str, key: str, part_number: int, *, version_id: str | None = None
+    ) -> ObjectReader:
+        """Stream one part of a version completed from an upload (an object that was
+        not is its own part 1); `InvalidPartNumber` for a part it does not have.
+        ``reader.offset`` is where the part starts; ``reader.info.parts`` lists them all."""
+        return _multipart.read_part(self, bucket, key, part_number, version_id=version_id)
 
     # -- listing ---------------------------------------------------------------------------
 
@@ -394,7 +642,12 @@ class Store:
         validate_prefix(prefix)
         if not 1 <= limit <= LIST_LIMIT_MAX:
             raise InvalidArgument(f"limit must be 1..{LIST_LIMIT_MAX}, got {limit}")
-        self._authorize("s3:ListBucket", f"/{bucket}", owner=self._owner(bucket))
+        self._authorize(
+            "s3:ListBucket",
+            f"/{bucket}",
+            owner=self._owner(bucket),
+            params={"s3:prefix": prefix, "s3:delimiter": delimiter, "s3:max-keys": str(limit)},
+        )
         key, inclusive = _resume_point(prefix, delimiter, start_after)
         upper = prefix_successor(prefix)
         where = "bucket = ? AND is_latest = 1 AND is_delete_marker = 0"
@@ -436,7 +689,12 @@ class Store:
         validate_prefix(prefix)
         if not 1 <= limit <= LIST_LIMIT_MAX:
             raise InvalidArgument(f"limit must be 1..{LIST_LIMIT_MAX}, got {limit}")
-        self._authorize("s3:ListBucketVersions", f"/{bucket}", owner=self._owner(bucket))
+        self._authorize(
+            "s3:ListBucketVersions",
+            f"/{bucket}",
+            owner=self._owner(bucket),
+            params={"s3:prefix": prefix, "s3:delimiter": delimiter, "s3:max-keys": str(limit)},
+        )
         upper = prefix_successor(prefix)
         with self._kernel.meta.reader() as db:
             after_seq = None
@@ -465,10 +723,37 @@ class Store:
     # -- internals -------------------------------------------------------------------------
 
     def _authorize(
-        self, action: str, resource: str, *, owner: str | None, deferred: bool = False
+        self,
+        action: str,
+        resource: str,
+        *,
+        owner: str | None,
+        deferred: bool = False,
+        params: Mapping[str, str | None] | None = None,
+        facts: ObjectFacts | None = None,
     ) -> Decision:
+        """Authorize (see `Authorizer.authorize`) with this store's request context,
+        plus the operation's ``params`` (policy condition keys such as ``s3:prefix``).
+
+        ``facts`` describes the object acted on; by default, for an object
+        resource, the version ``params`` name (``s3:VersionId``) or the current one.
+        """
+        context = self.context
+        if params:
+            context = (context or EMPTY_CONTEXT).with_params(params)
+        if facts is None:
+            bucket, slash, key = resource[1:].partition("/")
+            if slash and key:
+                version_id = context.params.get("s3:versionid") if context else None
+                facts = self._object_facts(bucket, key, version_id=version_id)
         return self._kernel.authorizer.authorize(
-            self.principal, action, resource, owner=owner, deferred=deferred
+            self.principal,
+            action,
+            resource,
+            owner=owner,
+            deferred=deferred,
+            context=context,
+            facts=facts,
         )
 
     def _owner(self, bucket: str) -> str:
@@ -484,7 +769,14 @@ class Store:
         owners[bucket] = str(row[0])
         return str(row[0])
 
-    def _authorize_write(self, action: str, bucket: str, resource: str) -> Decision:
+    def _authorize_write(
+        self,
+        action: str,
+        bucket: str,
+        resource: str,
+        *,
+        params: Mapping[str, str | None] | None = None,
+    ) -> Decision:
         """Decide a write with the remembered owner; a denial is re-decided with a fresh one.
 
         An allowance made on a stale owner is caught by the write's own
@@ -494,11 +786,11 @@ class Store:
         if (
             owner is None
             or not self._kernel.authorizer.decide(
-                self.principal, action, resource, owner=owner
+                self.principal, action, resource, owner=owner, context=self.context
             ).allowed
         ):
             owner = self._owner(bucket)
-        return self._authorize(action, resource, owner=owner, deferred=True)
+        return self._authorize(action, resource, owner=owner, deferred=True, params=params)
 
     def _commit_write(
         self,
@@ -507,13 +799,27 @@ class Store:
         resource: str,
         decision: Decision,
         build: Callable[[Decision], Callable[[WriteTx], T]],
+        *,
+        params: Mapping[str, str | None] | None = None,
     ) -> T:
         try:
             return self._kernel.committer.run(build(decision))
         except _ops.StaleOwner:
             self._kernel.owners.pop(bucket, None)
-        fresh = self._authorize(action, resource, owner=self._owner(bucket), deferred=True)
+        fresh = self._authorize(
+            action, resource, owner=self._owner(bucket), deferred=True, params=params
+        )
         return self._kernel.committer.run(build(fresh))
+
+    def _current_row(self, bucket: str, key: str) -> Any:
+        """The key's current version row (VERSION_COLUMNS), or None; for a
+        write's precondition, which the write's own authorization covers."""
+        with self._kernel.meta.reader() as db:
+            return db.query_one(
+                f"SELECT {_ops.VERSION_COLUMNS} FROM t0_versions"
+                " WHERE bucket = ? AND key = ? AND is_latest = 1",
+                (bucket, key),
+            )
 
     def _read_version(
         self, bucket: str, key: str, version_id: str | None, action: str
@@ -531,14 +837,27 @@ class Store:
             )
         if row is None:
             raise NoSuchBucket(f"bucket {bucket!r} does not exist")
-        self._authorize(action, f"/{bucket}/{key}", owner=row[0])
+        self._authorize(
+            action,
+            f"/{bucket}/{key}",
+            owner=row[0],
+            params={"s3:VersionId": version_id},
+            facts=self._object_facts(bucket, key, seq=row[1]) if row[1] is not None else None,
+        )
         if row[1] is None:
             if version_id is None:
                 raise NoSuchKey(f"{bucket}/{key} does not exist")
             raise NoSuchVersion(f"{bucket}/{key} has no version {version_id!r}")
         info = _ops.row_to_info(row[1:20])
         if info.is_delete_marker:
-            raise NoSuchKey(f"{bucket}/{key} is deleted (its current version is a delete marker)")
+            raise DeleteMarkerFound(
+                f"{bucket}/{key} is deleted (its current version is a delete marker)"
+                if version_id is None
+                else f"{bucket}/{key} version {version_id!r} is a delete marker",
+                version_id=info.version_id,
+                modified=info.modified,
+                by_version=version_id is not None,
+            )
         inline = None
         if row[20] is not None:
             inline = decode_chunk(_digest(info.checksum), bytes(row[20]))

@@ -53,7 +53,11 @@ class Sent:
     def received(self, *, host_bucket: str | None = None) -> SignedRequest:
         parts = urlsplit(self.url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = [*self.headers, ("Host", parts.netloc)]
+        headers = list(self.headers)
+        # The HTTP client adds Host unless the signer set it (botocore's CRT signer,
+        # used when awscrt is installed, does).
+        if not any(name.lower() == "host" for name, _ in headers):
+            headers.append(("Host", parts.netloc))
         return SignedRequest.from_target(self.method, target, headers, host_bucket=host_bucket)
 
 

@@ -215,7 +215,7 @@ def test_anonymous_request_is_denied(server: ServeProcess, bucket: str) -> None:
 
 def test_unimplemented_operation_is_501(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as error:
-        s3.get_bucket_versioning(Bucket=bucket)
+        s3.get_bucket_lifecycle_configuration(Bucket=bucket)
     assert error_code(error) == ("NotImplemented", 501)
 
 

@@ -498,7 +498,9 @@ def test_list_keys_round_trip_with_url_encoding(keys: list[str], prefix: str, ma
 
     v1 = _decoded(
         "ListObjects",
-        render_list_objects_v1(page, bucket="b", max_keys=9, marker=marker, encoding_type="url"),
+        render_list_objects_v1(
+            page, bucket="b", max_keys=9, delimiter=prefix, marker=marker, encoding_type="url"
+        ),
         decode_list_object,
     )
     assert [c["Key"] for c in v1["Contents"]] == keys

@@ -1,4 +1,4 @@
-"""The S3 gateway: `create_s3_app` (path-style buckets and objects) and its request authentication.
+"""The S3 gateway: `create_s3_app` (path-style and virtual-hosted) and its request authentication.
 
 `Authenticator` checks AWS Signature Version 4 (Authorization header, presigned
 query, streaming ``aws-chunked`` uploads) and Version 2 (header and presigned
@@ -78,7 +78,9 @@ from tier0.protocols.s3._gateway import (
     MethodNotAllowed,
     NotImplementedOperation,
     S3Gateway,
+    bucket_of_host,
     create_s3_app,
+    normal_domain,
 )
 from tier0.protocols.s3._sigv4 import ChunkSigning
 from tier0.protocols.s3._xml import (
@@ -105,6 +107,7 @@ from tier0.protocols.s3._xml import (
     render_complete_multipart_upload,
     render_copy_object_result,
     render_delete_result,
+    render_get_object_attributes,
     render_initiate_multipart_upload,
     render_list_buckets,
     render_list_objects_v1,
@@ -171,9 +174,11 @@ __all__ = [
     "SignedRequest",
     "VersioningConfiguration",
     "XAmzContentSHA256Mismatch",
+    "bucket_of_host",
     "create_s3_app",
     "escape_text",
     "format_timestamp",
+    "normal_domain",
     "open_body",
     "parse_complete_multipart_upload",
     "parse_create_bucket_configuration",
@@ -185,6 +190,7 @@ __all__ = [
     "render_copy_object_result",
     "render_delete_result",
     "render_error",
+    "render_get_object_attributes",
     "render_initiate_multipart_upload",
     "render_list_buckets",
     "render_list_objects_v1",

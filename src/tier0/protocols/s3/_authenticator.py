@@ -17,7 +17,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -55,6 +55,8 @@ SKEW_S_MAX: Final = 15 * 60
 
 _V4_QUERY_PARAMS: Final = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature")
 _V2_QUERY_PARAMS: Final = ("AWSAccessKeyId", "Signature")
+_V4_POST_FIELDS: Final = ("x-amz-algorithm", "x-amz-credential", "x-amz-signature")
+_V2_POST_FIELDS: Final = ("awsaccesskeyid", "signature")
 _ISO_BASIC = re.compile(r"\d{8}T\d{6}Z")
 _HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
 _DECIMAL = re.compile(r"\d{1,19}")
@@ -397,6 +399,57 @@ class Authenticator:
         _check_sigv2(secret, texts, values["Signature"], access_key)
         return payload.result(principal, access_key, AuthScheme.SIGV2_QUERY)
 
+    # --- browser-form POST -----------------------------------------------------
+
+    def authenticate_post(self, fields: Mapping[str, str]) -> Principal | None:
+        """Who signed a browser-form POST's policy, from its form ``fields``
+        (lower-case names), or None for a form that carries no signature.
+
+        SigV4 (``x-amz-algorithm``, ``x-amz-credential``, ``x-amz-date``,
+        ``x-amz-signature``) signs the base64 ``policy`` field as sent, with the
+        signing key of the credential's scope; SigV2 (``awsaccesskeyid``,
+        ``signature``) signs it with HMAC-SHA1 of the secret. The policy's own
+        conditions and expiry are the caller's to check. Raises
+        `InvalidAuthArgument` for a missing or malformed field,
+        `InvalidAccessKeyId`, `SignatureDoesNotMatch`.
+        """
+        v4 = any(name in fields for name in _V4_POST_FIELDS)
+        v2 = any(name in fields for name in _V2_POST_FIELDS)
+        if v4 and v2:
+            raise InvalidAuthArgument(
+                "Only one auth mechanism allowed; give either the x-amz-* signature fields"
+                " or AWSAccessKeyId and signature"
+            )
+        if not (v4 or v2):
+            return None
+        policy = _post_field(fields, "policy")
+        if v2:
+            access_key = _post_field(fields, "awsaccesskeyid")
+            principal, secret = self._lookup(access_key)
+            _check_sigv2(secret, [policy], _post_field(fields, "signature"), access_key)
+            return principal
+        error = InvalidAuthArgument
+        if _post_field(fields, "x-amz-algorithm") != _sigv4.ALGORITHM:
+            raise error('x-amz-algorithm only supports "AWS4-HMAC-SHA256"')
+        timestamp = _post_field(fields, "x-amz-date")
+        if not _ISO_BASIC.fullmatch(timestamp):
+            raise error("x-amz-date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
+        access_key, date, region = self._credential(
+            _post_field(fields, "x-amz-credential"), timestamp, error
+        )
+        principal, secret = self._lookup(access_key)
+        expected = _sigv4.sign(self._signing_keys.get(secret, date, region), policy)
+        provided = _post_field(fields, "x-amz-signature")
+        if not equal_constant_time(expected, provided):
+            raise SignatureDoesNotMatch(
+                "The request signature we calculated does not match the signature you provided."
+                " Check your key and signing method.",
+                AWSAccessKeyId=access_key,
+                StringToSign=policy,
+                SignatureProvided=provided,
+            )
+        return principal
+
     # --- shared ---------------------------------------------------------------
 
     def _lookup(self, access_key: str) -> tuple[Principal, str]:
@@ -455,6 +508,19 @@ def _auth_params(
             f"Query-string authentication requires the {', '.join(names)} parameters; missing {', '.join(missing)}."
         )
     return values
+
+
+def _post_field(fields: Mapping[str, str], name: str) -> str:
+    value = fields.get(name)
+    if not value:
+        shown = "AWSAccessKeyId" if name == "awsaccesskeyid" else name
+        raise InvalidAuthArgument(
+            f"Bucket POST must contain a field named '{shown}'."
+            "  If it is specified, please check the order of the fields.",
+            ArgumentName=shown,
+            ArgumentValue="",
+        )
+    return value
 
 
 def _signed_headers(value: str, request: SignedRequest, error: type[S3AuthError]) -> list[str]:

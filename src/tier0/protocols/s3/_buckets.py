@@ -1,13 +1,24 @@
-"""Service and bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket."""
+"""Service and bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
+Get/PutBucketVersioning and GetBucketLocation.
+
+One tier0 is one region (the gateway's ``region``): a bucket is where the
+gateway is, whatever LocationConstraint its CreateBucket named.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from tier0.errors import BucketAlreadyExists, Tier0Error
-from tier0.protocols.s3._errors import BucketAlreadyOwnedByYou
+from tier0.protocols.s3._errors import BucketAlreadyOwnedByYou, NotImplementedOperation
 from tier0.protocols.s3._http import Handler, Request, Response, read_body, xml_response
-from tier0.protocols.s3._xml import parse_create_bucket_configuration, render_list_buckets
+from tier0.protocols.s3._xml import (
+    parse_create_bucket_configuration,
+    parse_versioning_configuration,
+    render_list_buckets,
+    render_location_constraint,
+    render_versioning_configuration,
+)
 
 if TYPE_CHECKING:
     from tier0.protocols.s3._gateway import S3Gateway
@@ -27,7 +38,9 @@ async def create_bucket(gateway: S3Gateway, request: Request) -> Response:
         # The location is accepted whatever it says: one tier0 is one region.
         parse_create_bucket_configuration(body)
     try:
-        await gateway.run_blocking(request.actor.create_bucket, request.bucket)
+        await gateway.run_blocking(
+            request.actor.create_bucket, request.bucket, acl=request.headers.get("x-amz-acl")
+        )
     except BucketAlreadyExists as error:
         if await _own_bucket(gateway, request):
             raise BucketAlreadyOwnedByYou(
@@ -48,10 +61,39 @@ async def delete_bucket(gateway: S3Gateway, request: Request) -> Response:
     return Response(204)
 
 
+async def get_bucket_versioning(gateway: S3Gateway, request: Request) -> Response:
+    versioning = await gateway.run_blocking(request.actor.get_versioning, request.bucket)
+    return xml_response(render_versioning_configuration(versioning))
+
+
+async def put_bucket_versioning(gateway: S3Gateway, request: Request) -> Response:
+    body = await read_body(request, limit=gateway.limits.versioning_body_bytes_max)
+    configuration = parse_versioning_configuration(body)
+    if configuration.mfa_delete == "Enabled":
+        raise NotImplementedOperation(
+            "MFA delete is not implemented by tier0's S3 gateway; leave MfaDelete out or Disabled."
+        )
+    if configuration.status is None:
+        # S3 documents Status as optional: a configuration without one leaves
+        # the bucket as it is (once the bucket is known to exist).
+        await gateway.run_blocking(request.actor.head_bucket, request.bucket)
+    else:
+        await gateway.run_blocking(
+            request.actor.set_versioning, request.bucket, configuration.status
+        )
+    return Response(200)
+
+
+async def get_bucket_location(gateway: S3Gateway, request: Request) -> Response:
+    await gateway.run_blocking(request.actor.head_bucket, request.bucket)
+    return xml_response(render_location_constraint(gateway.region))
+
+
 async def _own_bucket(gateway: S3Gateway, request: Request) -> bool:
     """Whether the bucket exists and belongs to the requester (after a failed create)."""
     principal = request.auth.principal
-    assert principal is not None
+    if principal is None:
+        return False  # anonymous (a bucket policy let it try): it owns nothing
     try:
         info = await gateway.run_blocking(request.actor.head_bucket, request.bucket)
     except Tier0Error:
@@ -65,4 +107,7 @@ ROUTES: dict[tuple[str, str, str], Handler] = {
     ("bucket", "PUT", ""): create_bucket,
     ("bucket", "HEAD", ""): head_bucket,
     ("bucket", "DELETE", ""): delete_bucket,
+    ("bucket", "GET", "versioning"): get_bucket_versioning,
+    ("bucket", "PUT", "versioning"): put_bucket_versioning,
+    ("bucket", "GET", "location"): get_bucket_location,
 }

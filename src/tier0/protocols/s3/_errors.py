@@ -16,7 +16,8 @@ Resolution, most specific first:
 3. anything else is ``500 InternalError``.
 
 5xx answers never echo the exception's message: it may name paths or backend
-details the client has no business seeing; the log has them.
+details the client has no business seeing; the log has them. ``501
+NotImplemented`` is the exception: its message is written for the client.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from tier0.protocols.s3._xml import escape_text
 __all__ = [
     "CLASS_CODES",
     "CODE_STATUS",
+    "BadRequest",
     "BucketAlreadyOwnedByYou",
     "InvalidDigest",
+    "InvalidRequest",
+    "NotImplementedOperation",
     "S3Error",
     "render_error",
     "s3_error",
@@ -61,6 +65,31 @@ class InvalidDigest(kernel.InvalidArgument):
     s3_code: ClassVar[str] = "InvalidDigest"
 
 
+class NotImplementedOperation(kernel.Tier0Error):
+    """A request for an S3 operation, or an option of one, the gateway does not implement (yet).
+
+    It lives here rather than in the gateway module so that operation modules
+    (which the gateway imports) can raise it too.
+    """
+
+    s3_code: ClassVar[str] = "NotImplemented"
+
+
+class BadRequest(kernel.InvalidArgument):
+    """A request that is not HTTP/1.1 as the gateway takes it: a body framed both
+    by Content-Length and Transfer-Encoding, or a head the parser refuses."""
+
+    s3_code: ClassVar[str] = "BadRequest"
+
+
+class InvalidRequest(kernel.InvalidArgument):
+    """A request S3 refuses as a whole with ``InvalidRequest``: a required header
+    missing (DeleteObjects without a digest), an object copied onto itself
+    unchanged, a delete marker named as a copy source, and the like."""
+
+    s3_code: ClassVar[str] = "InvalidRequest"
+
+
 @dataclass(frozen=True, slots=True)
 class S3Error:
     """How S3 answers one failure: ``<Code>``, HTTP status, ``<Message>``, and
@@ -79,10 +108,16 @@ CODE_STATUS: Mapping[str, int] = {
     "AuthorizationHeaderMalformed": 400,
     "AuthorizationQueryParametersError": 400,
     "BadDigest": 400,
+    "BadRequest": 400,
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
+    "CORSResponse": 403,
+    "ConditionalRequestConflict": 409,
+    "EntityTooLarge": 400,
+    "EntityTooSmall": 400,
     "IncompleteBody": 400,
+    "IncorrectNumberOfFilesInPostRequest": 400,
     "InsufficientStorage": 507,
     "InternalError": 500,
     "InvalidAccessKeyId": 403,
@@ -90,24 +125,38 @@ CODE_STATUS: Mapping[str, int] = {
     "InvalidBucketName": 400,
     "InvalidChunkSizeError": 400,
     "InvalidDigest": 400,
+    "InvalidPart": 400,
+    "InvalidPartNumber": 416,
+    "InvalidPartOrder": 400,
+    "InvalidPolicyDocument": 400,
     "InvalidRange": 416,
     "InvalidRequest": 400,
     "InvalidTag": 400,
     "InvalidURI": 400,
     "KeyTooLongError": 400,
+    "MalformedPOSTRequest": 400,
+    "MalformedPolicy": 400,
     "MalformedTrailerError": 400,
     "MalformedXML": 400,
+    "MaxPostPreDataLengthExceededError": 400,
     "MetadataTooLarge": 400,
     "MethodNotAllowed": 405,
     "MissingSecurityHeader": 400,
     "NoSuchBucket": 404,
+    "NoSuchBucketPolicy": 404,
+    "NoSuchCORSConfiguration": 404,
     "NoSuchKey": 404,
+    "NoSuchTagSet": 404,
+    "NoSuchUpload": 404,
     "NoSuchVersion": 404,
     "NotImplemented": 501,
     "PreconditionFailed": 412,
+    "RequestHeaderSectionTooLarge": 400,
+    "RequestTimeout": 400,
     "RequestTimeTooSkewed": 403,
     "ServiceUnavailable": 503,
     "SignatureDoesNotMatch": 403,
+    "SlowDown": 503,
     "XAmzContentSHA256Mismatch": 400,
 }
 
@@ -120,6 +169,8 @@ CLASS_CODES: Mapping[type[BaseException], str] = {
     kernel.BucketAlreadyExists: "BucketAlreadyExists",
     kernel.BucketNotEmpty: "BucketNotEmpty",
     kernel.PreconditionFailed: "PreconditionFailed",
+    kernel.ConditionalRequestConflict: "ConditionalRequestConflict",
+    kernel.EntityTooLarge: "EntityTooLarge",
     kernel.InvalidArgument: "InvalidArgument",
     kernel.InvalidBucketName: "InvalidBucketName",
     kernel.InvalidKey: "InvalidArgument",
@@ -127,6 +178,21 @@ CLASS_CODES: Mapping[type[BaseException], str] = {
     kernel.MetadataTooLarge: "MetadataTooLarge",
     kernel.InvalidTag: "InvalidTag",
     kernel.InvalidRange: "InvalidRange",
+    # Multipart uploads (tier0.store._multipart).
+    kernel.NoSuchUpload: "NoSuchUpload",
+    kernel.InvalidPart: "InvalidPart",
+    kernel.InvalidPartOrder: "InvalidPartOrder",
+    kernel.InvalidPartNumber: "InvalidPartNumber",
+    kernel.EntityTooSmall: "EntityTooSmall",
+    # Bucket configuration (tier0.store._bucketconf).
+    kernel.MalformedPolicy: "MalformedPolicy",
+    kernel.NoSuchBucketPolicy: "NoSuchBucketPolicy",
+    kernel.NoSuchTagSet: "NoSuchTagSet",
+    kernel.NoSuchCORSConfiguration: "NoSuchCORSConfiguration",
+    # S3 answers "Found unsupported HTTP method in CORS config..." as InvalidRequest.
+    kernel.InvalidCORSConfiguration: "InvalidRequest",
+    # tier0 keeps canned ACLs only; grants beyond them are an S3 feature it lacks.
+    kernel.UnsupportedACL: "NotImplemented",
     # A body that does not match its Content-MD5 or x-amz-checksum-*: S3 answers
     # BadDigest for both ("The CRC32 you specified did not match the calculated
     # checksum."), which is how the kernel's message begins too.
@@ -150,6 +216,7 @@ _SERVER_MESSAGES: Mapping[str, str] = {
     "InternalError": "We encountered an internal error. Please try again.",
     "ServiceUnavailable": "The service is unavailable. Please try again later.",
     "InsufficientStorage": "The server is out of storage space. Free space, then retry.",
+    "SlowDown": "Please reduce your request rate.",
 }
 
 _XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
@@ -180,7 +247,9 @@ def s3_error(error: BaseException) -> S3Error:
         code, status = class_code, CODE_STATUS[class_code]
     else:
         code, status = "InternalError", 500
-    if status >= 500:
+    # NotImplemented (501) is no server failure: its message says what tier0
+    # lacks, written for the client, so it is shown like a 4xx message.
+    if status >= 500 and code != "NotImplemented":
         return S3Error(code, status, _SERVER_MESSAGES.get(code, _SERVER_MESSAGES["InternalError"]))
     raw_details = getattr(error, "details", None)
     details = (

@@ -1,155 +1,251 @@
-"""Object operations: PutObject, GetObject, HeadObject, DeleteObject.
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, and the routes
+of the object families beside them (CopyObject in `_copy`, tagging in
+`_tagging`, GetObjectAttributes in `_attributes`, DeleteObjects in `_deletes`).
 
 A PutObject body streams into ``Tier0.put`` (`write_streamed`); the checksums
-it states (``Content-MD5``, ``x-amz-checksum-*`` headers and trailers) go to
-the kernel, which verifies them before the write commits: a mismatch is
-``400 BadDigest`` and nothing is written. CRC64NVME is not checked yet.
+it states (``Content-MD5``, ``x-amz-checksum-*`` for MD5, SHA-1, SHA-256,
+CRC32, CRC32C and CRC64NVME, as headers or aws-chunked trailers) go to the
+kernel, which verifies them before the write commits: a mismatch is ``400
+BadDigest`` and nothing is written. The kernel keeps the verified digests, and
+computes the one ``x-amz-checksum-algorithm`` names when no value came with
+it; GET and HEAD return them with ``x-amz-checksum-mode: ENABLED`` (never for
+a range, whose bytes they do not describe).
+
+Bodies are limited to ``GatewayLimits.put_bytes_max`` (S3's 5 GiB): a
+declared length over it (Content-Length, or ``x-amz-decoded-content-length``
+for aws-chunked) is refused before the body is read, and the decoded bytes are
+counted as they stream, for bodies that declare none. Either way the answer is
+``400 EntityTooLarge`` and nothing is written.
+
+Conditional writes (``If-None-Match: *``, ``If-Match: <etag>``) are decided by
+the kernel: ``412 PreconditionFailed`` before the body is read, ``409
+ConditionalRequestConflict`` when another write to the key committed while the
+body streamed. Conditional reads follow `_conditions`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import functools
 import re
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from tier0._client import Tier0
-from tier0.errors import InvalidArgument, InvalidRange, NoSuchKey
-from tier0.protocols.s3._auth import AuthResult
+from tier0.errors import DeleteMarkerFound, EntityTooLarge, InvalidRange, NoSuchKey
+from tier0.protocols.s3 import _attributes, _deletes, _tagging
 from tier0.protocols.s3._chunked import open_body
-from tier0.protocols.s3._errors import InvalidDigest
+from tier0.protocols.s3._conditions import Preconditions
+from tier0.protocols.s3._copy import copy_object
+from tier0.protocols.s3._errors import NotImplementedOperation
 from tier0.protocols.s3._http import Handler, Request, Response, http_date, quoted_etag
+from tier0.protocols.s3._object_headers import (
+    checksum_headers,
+    delete_marker_response,
+    object_headers,
+    override_headers,
+    parse_tagging_header,
+    request_checksums,
+    requested_algorithm,
+    stored_headers,
+    user_metadata,
+    version_header,
+    version_param,
+    write_etag,
+)
 from tier0.protocols.s3._streaming import stream_object, write_streamed
-from tier0.store import CHECKSUM_ALGORITHMS, Expected, ObjectInfo, ObjectReader, decode_digest
+from tier0.store import Expected, ObjectInfo, ObjectReader
 
 if TYPE_CHECKING:
     from tier0.protocols.s3._gateway import S3Gateway
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "parse_range"]
 
-META_PREFIX: Final = "x-amz-meta-"
-_CHECKSUM_PREFIX: Final = "x-amz-checksum-"
+T = TypeVar("T")
+
 _RANGE: Final = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+# -- PutObject ------------------------------------------------------------------------------
 
 
 async def put_object(gateway: S3Gateway, request: Request) -> Response:
     headers = request.headers
-    metadata = {
-        name[len(META_PREFIX) :]: value
-        for name, value in headers.items()
-        if name.startswith(META_PREFIX)
-    }
+    if "x-amz-copy-source" in headers:
+        return await copy_object(gateway, request)
+    limit = gateway.limits.put_bytes_max
+    _check_declared_size(request, limit)
+    if_none_match = headers.get("if-none-match")
+    if if_none_match is not None and if_none_match.strip() != "*":
+        # S3 writes only on the absence of the key; an ETag here means nothing to it.
+        raise NotImplementedOperation(
+            "If-None-Match on a write takes only '*' (write unless the key exists)."
+        )
     trailers: dict[str, str] = {}
+    checksums: dict[str, Expected | None] = {**request_checksums(headers, request.auth, trailers)}
+    algorithm = requested_algorithm(headers)
+    if algorithm is not None and algorithm not in checksums:
+        checksums[algorithm] = None  # computed and kept, with nothing to compare
     write = functools.partial(
         request.actor.put,
         request.bucket,
         request.key,
         content_type=headers.get("content-type") or None,
-        metadata=metadata,
+        metadata=user_metadata(headers),
+        tags=parse_tagging_header(headers.get("x-amz-tagging")),
+        headers=stored_headers(headers),
         md5=True,
-        checksums=request_checksums(headers, request.auth, trailers),
+        checksums=checksums,
+        if_match=write_etag(headers.get("if-match")),
+        if_none_match=if_none_match,
+        acl=headers.get("x-amz-acl"),
     )
     info: ObjectInfo = await write_streamed(
-        gateway, request, open_body(request.auth), write, trailers=trailers
+        gateway,
+        request,
+        open_body(request.auth),
+        _limited(write, limit),
+        trailers=trailers,
     )
-    return Response(200, headers=[(b"etag", quoted_etag(info.etag).encode())])
+    return Response(
+        200,
+        headers=[
+            (b"etag", quoted_etag(info.etag).encode()),
+            *version_header(info.version_id),
+            *checksum_headers(info.checksums),
+        ],
+    )
+
+
+def _check_declared_size(request: Request, limit: int) -> None:
+    """Refuse a body whose declared (decoded) length is over ``limit``, unread."""
+    if request.auth.payload.chunked:
+        declared = request.auth.decoded_length
+    else:
+        text = request.headers.get("content-length", "")
+        declared = int(text) if text.isdigit() else None
+    if declared is not None and declared > limit:
+        raise _too_large(declared, limit)
+
+
+def _limited(write: Callable[[Iterator[bytes]], T], limit: int) -> Callable[[Iterator[bytes]], T]:
+    """``write``, fed with at most ``limit`` bytes: one more raises `EntityTooLarge`."""
+
+    def counted(blocks: Iterator[bytes]) -> Iterator[bytes]:
+        total = 0
+        for block in blocks:
+            total += len(block)
+            if total > limit:
+                raise _too_large(total, limit)
+            yield block
+
+    return lambda blocks: write(counted(blocks))
+
+
+def _too_large(size: int, limit: int) -> EntityTooLarge:
+    error = EntityTooLarge(
+        f"Your proposed upload exceeds the maximum allowed size ({limit} bytes);"
+        " upload larger objects in parts."
+    )
+    # S3 names both sizes in its error body.
+    error.details = {"ProposedSize": str(size), "MaxSizeAllowed": str(limit)}  # type: ignore[attr-defined]
+    return error
+
+
+# -- GetObject, HeadObject -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Read:
+    """What a GET or HEAD found: the version, and for a GET its reader (None on 304)."""
+
+    info: ObjectInfo
+    reader: ObjectReader | None
+    span: tuple[int, int] | None
+    not_modified: bool
 
 
 async def get_object(gateway: S3Gateway, request: Request) -> Response | None:
-    actor, bucket, key = request.actor, request.bucket, request.key
-    if request.method == "HEAD":
-        info: ObjectInfo = await gateway.run_blocking(actor.head, bucket, key)
-        return Response(200, headers=object_headers(info, info.size))
+    version_id = version_param(request.params)
+    conditions = Preconditions.from_headers(request.headers)
     range_header = request.headers.get("range")
-    extra: list[tuple[bytes, bytes]] = []
+    head = request.method == "HEAD"
+    try:
+        read = await gateway.run_blocking(
+            _open, request.actor, request.bucket, request.key,
+            version_id=version_id, range_header=range_header, conditions=conditions, head=head,
+        )  # fmt: skip
+    except DeleteMarkerFound as marker:
+        return delete_marker_response(request, marker)
+    info = read.info
+    if read.not_modified:
+        # 304 has no body; S3 repeats the validators (and no other headers).
+        return Response(
+            304,
+            headers=[
+                (b"etag", quoted_etag(info.etag).encode()),
+                (b"last-modified", http_date(info.modified)),
+                *version_header(info.version_id, asked=version_id is not None),
+            ],
+        )
+    length = info.size
     status = 200
-    if range_header is None:
-        reader = await gateway.run_blocking(actor.get, bucket, key)
-    else:
-        reader, span = await gateway.run_blocking(_open_range, actor, bucket, key, range_header)
-        if span is not None:
-            first, last = span
-            status = 206
-            extra.append((b"content-range", f"bytes {first}-{last}/{reader.info.size}".encode()))
-    await stream_object(
-        gateway,
-        request,
-        reader,
-        status=status,
-        headers=[*object_headers(reader.info, reader.length), *extra],
+    extra: list[tuple[bytes, bytes]] = []
+    if read.span is not None:
+        first, last = read.span
+        length, status = last - first + 1, 206
+        extra.append((b"content-range", f"bytes {first}-{last}/{info.size}".encode()))
+    elif request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        extra.extend(checksum_headers(info.checksums))
+    headers = override_headers(
+        [*object_headers(info, length, version_asked=version_id is not None), *extra],
+        request.params,
+        request.auth,
     )
+    if head:
+        return Response(status, headers=headers)
+    assert read.reader is not None
+    await stream_object(gateway, request, read.reader, status=status, headers=headers)
     return None
 
 
-async def delete_object(gateway: S3Gateway, request: Request) -> Response:
-    # S3 answers 204 whether or not the key existed.
-    with contextlib.suppress(NoSuchKey):
-        await gateway.run_blocking(request.actor.delete, request.bucket, request.key)
-    return Response(204)
+def _open(
+    actor: Tier0,
+    bucket: str,
+    key: str,
+    *,
+    version_id: str | None,
+    range_header: str | None,
+    conditions: Preconditions,
+    head: bool,
+) -> _Read:
+    """Look the version up, decide the conditions, then open the bytes a GET sends.
 
-
-def request_checksums(
-    headers: dict[str, str], auth: AuthResult, trailers: dict[str, str]
-) -> dict[str, Expected]:
-    """What a request states about its body, for ``put(checksums=...)``.
-
-    ``Content-MD5`` is checked here, since S3 answers ``InvalidDigest`` for a
-    malformed one (`InvalidDigest`); ``x-amz-checksum-<alg>`` headers go to the
-    kernel as they are (it rejects an unknown algorithm or a malformed value).
-    A checksum announced in ``x-amz-trailer`` is deferred: its value is read
-    from ``trailers`` once the body has been received whole. CRC64NVME is
-    not verified (no fast implementation yet) and passes unchecked, as every
-    checksum did before.
+    The conditions are decided before the range, as HTTP orders them. A plain
+    GET reads in one step; otherwise the version found is pinned for the
+    read, so a concurrent overwrite cannot slip between the decision and the
+    bytes.
     """
-    checksums: dict[str, Expected] = {}
-    content_md5 = headers.get("content-md5")
-    if content_md5 is not None:
+    if range_header is None and not head:
+        reader = actor.get(bucket, key, version_id=version_id)
         try:
-            decode_digest("md5", content_md5.strip())
-        except InvalidArgument:
-            raise InvalidDigest(
-                f"The Content-MD5 you specified is not valid: {content_md5!r}."
-            ) from None
-        checksums["md5"] = content_md5.strip()
-    for name, value in headers.items():
-        algorithm = name.removeprefix(_CHECKSUM_PREFIX)
-        # x-amz-checksum-type (and -mode, -algorithm) name no digest.
-        if name.startswith(_CHECKSUM_PREFIX) and algorithm in CHECKSUM_ALGORITHMS:
-            checksums[algorithm] = value.strip()
-    for name in auth.trailer_names:
-        algorithm = name.removeprefix(_CHECKSUM_PREFIX)
-        if algorithm in CHECKSUM_ALGORITHMS and algorithm not in checksums:
-            checksums[algorithm] = functools.partial(_trailer_value, trailers, name)
-    return checksums
-
-
-def _trailer_value(trailers: dict[str, str], name: str) -> str:
-    value = trailers.get(name)
-    if value is None:
-        # The decoder refuses a body without its announced trailers; this is a backstop.
-        raise InvalidArgument(f"The trailer {name} was announced but never sent.")
-    return value.strip()
-
-
-def _open_range(
-    actor: Tier0, bucket: str, key: str, header: str
-) -> tuple[ObjectReader, tuple[int, int] | None]:
-    """A reader for the ``Range`` header's bytes, and the (first, last) it covers.
-
-    A header S3 would ignore (malformed, several ranges) gives the whole object
-    and None. The version is pinned between looking up the size and reading,
-    so a concurrent overwrite cannot shift the range. Raises `InvalidRange`
-    when the range starts past the end.
-    """
-    info = actor.head(bucket, key)
-    span = parse_range(header, info.size)
-    if span is None:
-        return actor.get(bucket, key, version_id=info.version_id), None
-    first, last = span
-    reader = actor.get(
-        bucket, key, version_id=info.version_id, offset=first, length=last - first + 1
-    )
-    return reader, span
+            not_modified = conditions.evaluate(reader.info)
+        except BaseException:
+            reader.close()
+            raise
+        if not_modified:
+            reader.close()
+            return _Read(reader.info, None, None, True)
+        return _Read(reader.info, reader, None, False)
+    info = actor.head(bucket, key, version_id=version_id)
+    if conditions.evaluate(info):
+        return _Read(info, None, None, True)
+    span = None if range_header is None else parse_range(range_header, info.size)
+    if head:
+        return _Read(info, None, span, False)
+    offset, length = (0, None) if span is None else (span[0], span[1] - span[0] + 1)
+    reader = actor.get(bucket, key, version_id=info.version_id, offset=offset, length=length)
+    return _Read(info, reader, span, False)
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -184,19 +280,26 @@ def _invalid_range(header: str, size: int) -> InvalidRange:
     return error
 
 
-def object_headers(info: ObjectInfo, length: int) -> list[tuple[bytes, bytes]]:
-    """The headers GetObject and HeadObject answer with for ``info`` (``length`` bytes sent)."""
-    headers = [
-        (b"content-length", str(length).encode()),
-        (b"content-type", info.content_type.encode("latin-1", "replace")),
-        (b"etag", quoted_etag(info.etag).encode()),
-        (b"last-modified", http_date(info.modified)),
-        (b"accept-ranges", b"bytes"),
-    ]
-    for name, value in info.metadata.items():
-        # Headers arrived as latin-1 text; encoding back gives the client its bytes.
-        headers.append(((META_PREFIX + name).encode("latin-1"), value.encode("latin-1", "replace")))
-    return headers
+# -- DeleteObject ---------------------------------------------------------------------------
+
+
+async def delete_object(gateway: S3Gateway, request: Request) -> Response:
+    version_id = version_param(request.params)
+    try:
+        result = await gateway.run_blocking(
+            request.actor.delete, request.bucket, request.key, version_id=version_id
+        )
+    except NoSuchKey:
+        return Response(204)  # S3 answers 204 whether or not the key existed
+    headers: list[tuple[bytes, bytes]] = []
+    if result.delete_marker:
+        # A marker made now, or the marker a versioned delete removed.
+        headers.append((b"x-amz-delete-marker", b"true"))
+    if version_id is not None:
+        headers.extend(version_header(version_id, asked=True))
+    elif result.delete_marker and result.version_id is not None:
+        headers.extend(version_header(result.version_id, asked=True))
+    return Response(204, headers=headers)
 
 
 #: (target, method, subresource) -> handler; see `tier0.protocols.s3._gateway`.
@@ -205,4 +308,7 @@ ROUTES: dict[tuple[str, str, str], Handler] = {
     ("object", "GET", ""): get_object,
     ("object", "HEAD", ""): get_object,
     ("object", "DELETE", ""): delete_object,
+    **_tagging.ROUTES,
+    **_attributes.ROUTES,
+    **_deletes.ROUTES,
 }

@@ -25,18 +25,28 @@ from __future__ import annotations
 import datetime as dt
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal, NoReturn
 from urllib.parse import quote
 from xml.parsers import expat
 
 from tier0.errors import InvalidArgument
-from tier0.store import BucketInfo, ListPage, ObjectInfo, Versioning, VersionPage
+from tier0.store import (
+    BucketInfo,
+    ListPage,
+    ObjectInfo,
+    PartPage,
+    UploadPage,
+    Versioning,
+    VersionPage,
+)
 
 __all__ = [
+    "CHECKSUM_ELEMENTS",
     "COMPLETE_XML_BYTES_MAX",
     "DELETE_OBJECTS_MAX",
+    "OBJECT_ATTRIBUTES",
     "PART_NUMBER_MAX",
     "S3_NAMESPACE",
     "XML_BYTES_MAX",
@@ -47,6 +57,7 @@ __all__ = [
     "MalformedXML",
     "ObjectIdentifier",
     "VersioningConfiguration",
+    "checksum_type",
     "escape_text",
     "format_timestamp",
     "parse_complete_multipart_upload",
@@ -57,13 +68,18 @@ __all__ = [
     "parse_xml",
     "render_complete_multipart_upload",
     "render_copy_object_result",
+    "render_copy_part_result",
     "render_delete_result",
+    "render_get_object_attributes",
     "render_initiate_multipart_upload",
     "render_list_buckets",
+    "render_list_multipart_uploads",
     "render_list_objects_v1",
     "render_list_objects_v2",
+    "render_list_parts",
     "render_list_versions",
     "render_location_constraint",
+    "render_post_response",
     "render_tagging",
     "render_versioning_configuration",
 ]
@@ -199,6 +215,8 @@ class CompletedPart:
 
     number: int
     etag: str
+    #: The part's ``Checksum<ALG>`` elements, by lower-case algorithm (`CHECKSUM_ELEMENTS`).
+    checksums: Mapping[str, str] = field(default_factory=dict)
 
 
 _PART_NUMBER = re.compile(r"\s*\d{1,5}\s*")
@@ -213,6 +231,7 @@ def parse_complete_multipart_upload(
     ascending, and that is the caller's check. Raises `MalformedXML` when there
     are no parts, more than `PART_NUMBER_MAX`, a part number outside
     1..`PART_NUMBER_MAX`, or a part without its ``PartNumber`` or ``ETag``.
+    A part's ``Checksum<ALG>`` elements are kept as sent, for the caller to compare.
     """
     root = _root(body, "CompleteMultipartUpload", xml_bytes_max)
     parts: list[CompletedPart] = []
@@ -225,7 +244,12 @@ def parse_complete_multipart_upload(
             raise MalformedXML(
                 f"part number {number_text!r} is not an integer from 1 to {PART_NUMBER_MAX}"
             )
-        parts.append(CompletedPart(number, _text_of(part, "ETag").strip()))
+        checksums = {
+            algorithm: text.strip()
+            for algorithm, name in CHECKSUM_ELEMENTS.items()
+            if (text := _optional_text(part, f"Checksum{name}")) is not None
+        }
+        parts.append(CompletedPart(number, _text_of(part, "ETag").strip(), checksums))
     if not parts:
         raise MalformedXML("CompleteMultipartUpload names no parts")
     return parts
@@ -458,18 +482,20 @@ def render_list_objects_v1(
 ) -> bytes:
     """ListBucketResult (ListObjects v1) for one page.
 
-    ``NextMarker`` is written when the page is truncated: it is the page's
-    ``next_start_after`` (S3 sends it only with a delimiter; sending it always
-    saves clients the fallback to the last key). ``encoding_type`` is None or
-    "url" (`InvalidArgument` otherwise); with "url", Prefix, Delimiter, Marker,
-    NextMarker, keys and common prefixes are percent-encoded.
+    ``NextMarker`` is written, as S3 writes it, only when the page is truncated
+    and a delimiter was given: it is the page's ``next_start_after`` (the last
+    key or common prefix). Without a delimiter clients resume after the last
+    key listed. ``Owner`` is always shown (v1 has no fetch-owner).
+    ``encoding_type`` is None or "url" (`InvalidArgument` otherwise); with
+    "url", Prefix, Delimiter, Marker, NextMarker, keys and common prefixes are
+    percent-encoded.
     """
     encode = _Encoder(encoding_type)
     doc = _Document("ListBucketResult")
     doc.leaf("Name", bucket)
     doc.leaf("Prefix", encode(prefix))
     doc.leaf("Marker", encode(marker))
-    if page.truncated:
+    if page.truncated and delimiter:
         doc.leaf("NextMarker", encode(page.next_start_after))
     doc.leaf("MaxKeys", max_keys)
     doc.leaf("Delimiter", encode(delimiter))
@@ -569,12 +595,99 @@ def render_list_versions(
     return doc.finish()
 
 
-def render_copy_object_result(*, etag: str, last_modified: dt.datetime) -> bytes:
+def render_copy_object_result(
+    *, etag: str, last_modified: dt.datetime, checksums: Mapping[str, str] | None = None
+) -> bytes:
     """CopyObjectResult (also the body of UploadPartCopy, as CopyPartResult in S3;
-    boto3 reads both the same way)."""
+    boto3 reads both the same way). ``checksums`` are the copy's digests by
+    algorithm (base64), shown as S3 shows them (`CHECKSUM_ELEMENTS`)."""
     doc = _Document("CopyObjectResult")
     doc.leaf("LastModified", format_timestamp(last_modified))
     doc.leaf("ETag", _quoted_etag(etag))
+    _checksums(doc, checksums or {}, with_type=True)
+    return doc.finish()
+
+
+#: The algorithms S3 shows as ``x-amz-checksum-<name>`` headers and
+#: ``Checksum<Element>`` XML elements, in S3's order. Content-MD5 is not one:
+#: the ETag of a single-part object is its MD5 already.
+CHECKSUM_ELEMENTS: Mapping[str, str] = {
+    "crc32": "CRC32",
+    "crc32c": "CRC32C",
+    "crc64nvme": "CRC64NVME",
+    "sha1": "SHA1",
+    "sha256": "SHA256",
+}
+
+
+def checksum_type(value: str) -> Literal["FULL_OBJECT", "COMPOSITE"]:
+    """S3's type of a stored checksum: a composite one (a multipart object's
+    checksum of its parts' checksums) ends in ``-<parts>``, which base64 never holds.
+
+    >>> checksum_type("NhCmhg=="), checksum_type("NhCmhg==-3")
+    ('FULL_OBJECT', 'COMPOSITE')
+    """
+    return "COMPOSITE" if "-" in value else "FULL_OBJECT"
+
+
+def _checksums(doc: _Document, checksums: Mapping[str, str], *, with_type: bool) -> bool:
+    """Write ``Checksum<ALG>`` elements for the S3 algorithms in ``checksums``
+    (and ``ChecksumType``); returns whether any was written."""
+    shown = [(name, checksums[alg]) for alg, name in CHECKSUM_ELEMENTS.items() if alg in checksums]
+    for name, value in shown:
+        doc.leaf(f"Checksum{name}", value)
+    if shown and with_type:
+        doc.leaf("ChecksumType", checksum_type(shown[0][1]))
+    return bool(shown)
+
+
+#: The attributes GetObjectAttributes may ask for (``x-amz-object-attributes``).
+OBJECT_ATTRIBUTES = frozenset({"ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"})
+
+
+def render_get_object_attributes(
+    info: ObjectInfo, *, attributes: Collection[str], max_parts: int, part_number_marker: int
+) -> bytes:
+    """GetObjectAttributesResponse with the ``attributes`` asked for (names from
+    `OBJECT_ATTRIBUTES`), in S3's order.
+
+    As in S3: the ETag is shown without quotes; ``Checksum`` holds the S3
+    algorithms the version recorded; ``ObjectParts`` describes a version
+    completed from a multipart upload (none otherwise), one page of up to
+    ``max_parts`` parts after ``part_number_marker``, whose ``Part`` entries are
+    listed only when the parts carry checksums (S3: "if an additional checksum
+    isn't applied ... the response doesn't return Part").
+    """
+    doc = _Document("GetObjectAttributesResponse")
+    if "ETag" in attributes:
+        doc.leaf("ETag", info.etag.strip('"'))
+    if "Checksum" in attributes and any(alg in info.checksums for alg in CHECKSUM_ELEMENTS):
+        doc.open("Checksum")
+        _checksums(doc, info.checksums, with_type=True)
+        doc.close("Checksum")
+    if "ObjectParts" in attributes and info.parts:
+        following = [part for part in info.parts if part.number > part_number_marker]
+        page = following[:max_parts]
+        truncated = len(following) > len(page)
+        doc.open("ObjectParts")
+        doc.leaf("IsTruncated", truncated)
+        doc.leaf("MaxParts", max_parts)
+        if page:
+            doc.leaf("NextPartNumberMarker", page[-1].number)
+        doc.leaf("PartNumberMarker", part_number_marker)
+        if any(alg in part.checksums for part in info.parts for alg in CHECKSUM_ELEMENTS):
+            for part in page:
+                doc.open("Part")
+                _checksums(doc, part.checksums, with_type=False)
+                doc.leaf("PartNumber", part.number)
+                doc.leaf("Size", part.size)
+                doc.close("Part")
+        doc.leaf("PartsCount", len(info.parts))
+        doc.close("ObjectParts")
+    if "StorageClass" in attributes:
+        doc.leaf("StorageClass", "STANDARD")
+    if "ObjectSize" in attributes:
+        doc.leaf("ObjectSize", info.size)
     return doc.finish()
 
 
@@ -587,13 +700,132 @@ def render_initiate_multipart_upload(*, bucket: str, key: str, upload_id: str) -
     return doc.finish()
 
 
-def render_complete_multipart_upload(*, location: str, bucket: str, key: str, etag: str) -> bytes:
-    """CompleteMultipartUploadResult; ``location`` is the object's URL."""
+def render_complete_multipart_upload(
+    *,
+    location: str,
+    bucket: str,
+    key: str,
+    etag: str,
+    checksums: Mapping[str, str] | None = None,
+) -> bytes:
+    """CompleteMultipartUploadResult; ``location`` is the object's URL, ``checksums``
+    the object's (by algorithm, base64, composite ones ending in ``-N``), shown
+    with their ``ChecksumType``."""
     doc = _Document("CompleteMultipartUploadResult")
     doc.leaf("Location", location)
     doc.leaf("Bucket", bucket)
     doc.leaf("Key", key)
     doc.leaf("ETag", _quoted_etag(etag))
+    _checksums(doc, checksums or {}, with_type=True)
+    return doc.finish()
+
+
+def render_post_response(*, location: str, bucket: str, key: str, etag: str) -> bytes:
+    """PostResponse, a browser-form POST's answer under ``success_action_status=201``.
+
+    S3 writes it without a namespace.
+    """
+    doc = _Document("PostResponse", namespace=False)
+    doc.leaf("Location", location)
+    doc.leaf("Bucket", bucket)
+    doc.leaf("Key", key)
+    doc.leaf("ETag", _quoted_etag(etag))
+    return doc.finish()
+
+
+def render_copy_part_result(
+    *, etag: str, last_modified: dt.datetime, checksums: Mapping[str, str] | None = None
+) -> bytes:
+    """CopyPartResult, UploadPartCopy's answer: the new part's ETag and checksums."""
+    doc = _Document("CopyPartResult")
+    doc.leaf("ETag", _quoted_etag(etag))
+    doc.leaf("LastModified", format_timestamp(last_modified))
+    _checksums(doc, checksums or {}, with_type=False)
+    return doc.finish()
+
+
+def _initiator(doc: _Document, element: str, principal: str) -> None:
+    doc.open(element)
+    doc.leaf("ID", principal)
+    doc.leaf("DisplayName", principal)
+    doc.close(element)
+
+
+def _upload_checksum(doc: _Document, algorithm: str | None, kind: str | None) -> None:
+    if algorithm is not None and algorithm in CHECKSUM_ELEMENTS:
+        doc.leaf("ChecksumAlgorithm", CHECKSUM_ELEMENTS[algorithm])
+        doc.leaf("ChecksumType", kind)
+
+
+def render_list_parts(
+    page: PartPage, *, bucket: str, max_parts: int, part_number_marker: int
+) -> bytes:
+    """ListPartsResult for one page of an upload's parts, each with its checksums;
+    the initiator is shown as both Initiator and Owner."""
+    upload = page.upload
+    doc = _Document("ListPartsResult")
+    doc.leaf("Bucket", bucket)
+    doc.leaf("Key", upload.key)
+    doc.leaf("UploadId", upload.upload_id)
+    doc.leaf("PartNumberMarker", part_number_marker)
+    doc.leaf("NextPartNumberMarker", page.next_part_number_marker)
+    doc.leaf("MaxParts", max_parts)
+    doc.leaf("IsTruncated", page.truncated)
+    for part in page.parts:
+        doc.open("Part")
+        _checksums(doc, part.checksums, with_type=False)
+        doc.leaf("ETag", _quoted_etag(part.etag))
+        doc.leaf("LastModified", format_timestamp(part.modified))
+        doc.leaf("PartNumber", part.number)
+        doc.leaf("Size", part.size)
+        doc.close("Part")
+    _initiator(doc, "Initiator", upload.initiator)
+    _initiator(doc, "Owner", upload.initiator)
+    doc.leaf("StorageClass", "STANDARD")
+    _upload_checksum(doc, upload.checksum_algorithm, upload.checksum_type)
+    return doc.finish()
+
+
+def render_list_multipart_uploads(
+    page: UploadPage,
+    *,
+    bucket: str,
+    max_uploads: int,
+    prefix: str = "",
+    delimiter: str | None = None,
+    key_marker: str = "",
+    upload_id_marker: str = "",
+    encoding_type: str | None = None,
+) -> bytes:
+    """ListMultipartUploadsResult for one page: uploads in key then initiation
+    order, then common prefixes. ``NextKeyMarker``/``NextUploadIdMarker`` are
+    written when the page is truncated. With ``encoding_type="url"``, Prefix,
+    Delimiter, KeyMarker, NextKeyMarker, keys and common prefixes are
+    percent-encoded."""
+    encode = _Encoder(encoding_type)
+    doc = _Document("ListMultipartUploadsResult")
+    doc.leaf("Bucket", bucket)
+    doc.leaf("KeyMarker", encode(key_marker))
+    doc.leaf("UploadIdMarker", upload_id_marker)
+    if page.truncated:
+        doc.leaf("NextKeyMarker", encode(page.next_key_marker))
+        doc.leaf("NextUploadIdMarker", page.next_upload_id_marker or "")
+    doc.leaf("Prefix", encode(prefix))
+    doc.leaf("Delimiter", encode(delimiter))
+    doc.leaf("MaxUploads", max_uploads)
+    doc.leaf("IsTruncated", page.truncated)
+    for upload in page.uploads:
+        doc.open("Upload")
+        _upload_checksum(doc, upload.checksum_algorithm, upload.checksum_type)
+        doc.leaf("Initiated", format_timestamp(upload.created))
+        _initiator(doc, "Initiator", upload.initiator)
+        doc.leaf("Key", encode(upload.key))
+        _initiator(doc, "Owner", upload.initiator)
+        doc.leaf("StorageClass", "STANDARD")
+        doc.leaf("UploadId", upload.upload_id)
+        doc.close("Upload")
+    _common_prefixes(doc, page.prefixes, encode)
+    doc.leaf("EncodingType", encode.encoding_type)
     return doc.finish()
 
 

@@ -1,0 +1,245 @@
+"""The HTTP/1.1 connection under ``tier0 serve``: uvicorn's httptools protocol with
+limits on the request head, a deadline for it, and S3's answers when they fail.
+
+What uvicorn (0.54, httptools 0.9 on llhttp) does on its own, measured:
+
+- no limit on the request head: httptools buffers a header line of any length
+  (a 10 MB ``X-Big`` header parses) and any number of header fields;
+- no deadline for the head: a client may connect and say nothing, or send
+  its head a byte at a time, and hold the connection for ever;
+  ``timeout_keep_alive`` runs only between the requests of a connection;
+- a request with both Content-Length and Transfer-Encoding (or a
+  Transfer-Encoding other than chunked, or two Content-Lengths) is refused by
+  llhttp, and uvicorn answers ``400`` in ``text/plain`` ("Invalid HTTP request
+  received."), which no S3 client reads as an error document.
+
+`connection_protocol` returns uvicorn's protocol with those gaps closed, using
+the limits of the S3 gateway it serves (`GatewayLimits`):
+
+- ``header_bytes_max`` (S3's 8 KiB) and ``header_count_max``: beyond either,
+  ``400 RequestHeaderSectionTooLarge`` with ``MaxSizeAllowed``, as S3 answers;
+  ``target_bytes_max``: ``400 InvalidURI``. The bytes of a head still in
+  progress are counted as they arrive, so a single endless header line is cut
+  within one read of the limit, not when it ends;
+- ``head_timeout_s`` from the connection's opening, or from the first byte of
+  a later request, to the end of its head: an idle connection is closed, a
+  head begun and not finished is answered ``400 RequestTimeout``;
+- a head llhttp refuses: ``400 BadRequest`` in S3's XML, naming the reason.
+
+Each such answer closes the connection: what follows on it cannot be trusted
+to start a request. Once the head is in, the gateway's own watchdog times the
+body (`tier0.protocols.s3`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import secrets
+from typing import ClassVar, Final
+
+import httptools
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from tier0.protocols.s3 import GatewayLimits, S3Error, render_error
+
+__all__ = ["connection_protocol"]
+
+#: Bytes of a head in progress that may arrive past the limits before the raw
+#: count catches them: the precise checks run as each header line completes.
+_READ_SLACK_BYTES: Final = 4 * 1024
+_TIMEOUT_MESSAGE: Final = (
+    "Your socket connection to the server was not read from or written to within the"
+    " timeout period. Idle connections will be closed."
+)
+
+
+def connection_protocol(limits: GatewayLimits) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol enforcing ``limits`` on every request head.
+
+    Pass it as ``uvicorn.Config(http=...)``:
+
+    >>> config = uvicorn.Config(app, http=connection_protocol(GatewayLimits()))  # doctest: +SKIP
+    """
+    return type("S3Connection", (_Connection,), {"limits": limits})
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing; carries the answer to send."""
+
+    def __init__(self, answer: S3Error) -> None:
+        super().__init__(answer.message)
+        self.answer = answer
+
+
+class _Connection(HttpToolsProtocol):
+    """One connection; `connection_protocol` makes the class with its ``limits``."""
+
+    limits: ClassVar[GatewayLimits]
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, object],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._head_timer: asyncio.TimerHandle | None = None
+        #: Whether the parser is inside a request head (from the connection's
+        #: opening until the first head is complete, then from each message's start).
+        self._in_head = True
+        self._messages_begun = 0
+        self._raw_head_bytes = 0
+        self._header_bytes = 0
+        self._header_count = 0
+        limits = self.limits
+        self._raw_head_bytes_max = (
+            limits.target_bytes_max + limits.header_bytes_max + 4 * limits.header_count_max
+        ) + _READ_SLACK_BYTES
+
+    # -- connection events ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn's own, with S3's answers where it would write text/plain.
+        self._unset_keepalive_if_required()
+        began = self._messages_begun
+        in_head = self._in_head
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError as error:
+            cause = error.__context__
+            if isinstance(cause, _Refused):
+                self._refuse(cause.answer)
+            else:
+                self._refuse(_bad_request(str(error)))
+            return
+        # A read that began and ended inside one head is all head; a read in
+        # which a message began may hold the previous message's end, and is
+        # left to the precise checks in the callbacks.
+        if in_head and self._in_head and self._messages_begun == began:
+            self._raw_head_bytes += len(data)
+            if self._raw_head_bytes > self._raw_head_bytes_max:
+                self._refuse(self._too_large())
+
+    # -- parser callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._messages_begun += 1
+        self._in_head = True
+        self._raw_head_bytes = self._header_bytes = self._header_count = 0
+        if self._head_timer is None:
+            self._arm_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.limits.target_bytes_max:
+            raise _Refused(
+                S3Error(
+                    "InvalidURI",
+                    400,
+                    f"The request URI is longer than {self.limits.target_bytes_max} bytes.",
+                )
+            )
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4  # "name: value\r\n"
+        if (
+            self._header_bytes > self.limits.header_bytes_max
+            or self._header_count > self.limits.header_count_max
+        ):
+            raise _Refused(self._too_large())
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    # -- answers ----------------------------------------------------------------------------
+
+    def _too_large(self) -> S3Error:
+        limits = self.limits
+        return S3Error(
+            "RequestHeaderSectionTooLarge",
+            400,
+            "Your request header section exceeds the maximum allowed size"
+            f" ({limits.header_bytes_max} bytes in at most {limits.header_count_max} fields).",
+            {"MaxSizeAllowed": str(limits.header_bytes_max)},
+        )
+
+    def _refuse(self, answer: S3Error) -> None:
+        """Answer ``answer`` and close, unless an earlier request's answer is still
+        being written (then only close: two answers cannot share the connection)."""
+        self._cancel_head_timer()
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()
+            return
+        request_id = secrets.token_hex(8).upper()
+        body = render_error(answer, resource=self._resource(), request_id=request_id)
+        head = [
+            f"HTTP/1.1 {answer.status} {http.HTTPStatus(answer.status).phrase}\r\n".encode(),
+            b"content-type: application/xml\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"x-amz-request-id: " + request_id.encode() + b"\r\n",
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+    def _resource(self) -> str:
+        """The path of the request being refused, as far as it arrived (for ``<Resource>``)."""
+        url = getattr(self, "url", b"") or b""
+        if not url.startswith(b"/") or len(url) > self.limits.target_bytes_max:
+            return "/"
+        return url.partition(b"?")[0].decode("latin-1")
+
+    # -- the head's deadline ----------------------------------------------------------------
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_expired)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or not self._in_head:
+            return
+        if self._messages_begun == 0:
+            # Nothing was said on this connection: close it quietly, as an
+            # idle keep-alive connection is closed.
+            self.transport.close()
+            return
+        self._refuse(S3Error("RequestTimeout", 400, _TIMEOUT_MESSAGE))
+
+
+def _bad_request(reason: str) -> S3Error:
+    if "Content-Length" in reason and "Transfer-Encoding" in reason:
+        message = "A request may not carry both Content-Length and Transfer-Encoding."
+    else:
+        message = f"The request is not valid HTTP/1.1: {reason}."
+    return S3Error("BadRequest", 400, message)

@@ -1,0 +1,121 @@
+"""``tier0 serve --workers N``: several processes, one port, one store.
+
+Real processes throughout: the supervisor forks real workers, boto3 writes
+through whichever worker the kernel hands each connection to, and the store
+is checked afterwards from outside.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tier0
+from tests.protocols.s3.live import ACCESS, SECRET, make_client
+from tests.server.test_serve import ServeProcess, clean_environment
+
+pytestmark = pytest.mark.slow
+
+WORKERS = 3
+
+
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return {int(line) for line in out.split()}
+
+
+def _wait_for(condition: Any, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def environment() -> dict[str, str]:
+    return clean_environment(TIER0_ROOT_ACCESS_KEY=ACCESS, TIER0_ROOT_SECRET_KEY=SECRET)
+
+
+def test_workers_share_one_port_and_one_store(tmp_path: Path, environment: dict[str, str]) -> None:
+    data = tmp_path / "store"
+    with ServeProcess(data, environment, "--workers", str(WORKERS)) as server:
+        _wait_for(lambda: len(_children(server.process.pid)) == WORKERS)
+        workers = _children(server.process.pid)
+        s3 = make_client(server.url, max_pool_connections=16)
+        s3.create_bucket(Bucket="shared")
+        cpu_before = {pid: _cpu_ticks(pid) for pid in workers}
+
+        def put(i: int) -> str:
+            # A fresh client per call: new connections spread over the workers.
+            client = make_client(server.url)
+            client.put_object(Bucket="shared", Key=f"k/{i:04d}", Body=str(i).encode() * 100)
+            return str(i)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            assert sorted(pool.map(put, range(200))) == sorted(str(i) for i in range(200))
+        keys = [
+            o["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket="shared")
+            for o in page.get("Contents", [])
+        ]
+        assert keys == [f"k/{i:04d}" for i in range(200)]
+        assert s3.get_object(Bucket="shared", Key="k/0123")["Body"].read() == b"123" * 100
+        # Several workers answered: more than one of them spent CPU on the load
+        # (an idle worker spends next to none).
+        spent = {pid: _cpu_ticks(pid) - cpu_before[pid] for pid in workers}
+        assert sum(1 for ticks in spent.values() if ticks >= 3) >= 2, spent
+        assert server.stop() == 0
+    assert not any(_alive(pid) for pid in workers)
+    with tier0.open(data) as t0:
+        assert t0.check().ok
+        assert len(list(t0.iter_objects("shared"))) == 200
+
+
+def test_a_dead_worker_is_replaced(tmp_path: Path, environment: dict[str, str]) -> None:
+    with ServeProcess(tmp_path / "store", environment, "--workers", "2") as server:
+        _wait_for(lambda: len(_children(server.process.pid)) == 2)
+        victim = min(_children(server.process.pid))
+        os.kill(victim, signal.SIGKILL)
+        _wait_for(
+            lambda: (
+                victim not in _children(server.process.pid)
+                and len(_children(server.process.pid)) == 2
+            )
+        )
+        s3 = make_client(server.url)
+        s3.create_bucket(Bucket="after")
+        s3.put_object(Bucket="after", Key="k", Body=b"still serving")
+        assert s3.get_object(Bucket="after", Key="k")["Body"].read() == b"still serving"
+        assert server.stop() == 0
+    assert any("was killed by SIGKILL; starting another" in line for line in server.stderr)
+
+
+def test_workers_stop_when_the_supervisor_is_killed(
+    tmp_path: Path, environment: dict[str, str]
+) -> None:
+    with ServeProcess(tmp_path / "store", environment, "--workers", "2") as server:
+        _wait_for(lambda: len(_children(server.process.pid)) == 2)
+        workers = _children(server.process.pid)
+        server.stop(signal.SIGKILL)
+    _wait_for(lambda: not any(_alive(pid) for pid in workers))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User + system CPU time of a process, in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()
+    return int(fields[11]) + int(fields[12])
