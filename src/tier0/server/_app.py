@@ -262,8 +262,7 @@ class App:
             return
         path = scope.get("path", "")
         if not path.startswith(PREFIX) and self._fallback is not None:
-            if kind == "http":
-                send = _with_request_id(send, _request_id(scope))
+            # The fallback names its own requests (S3: x-amz-request-id).
             await self._fallback(scope, receive, send)
             return
         if kind != "http":
@@ -557,17 +556,6 @@ def _request_id(scope: Scope) -> str:
                 return text
             break
     return secrets.token_hex(8)
-
-
-def _with_request_id(send: Send, request_id: str) -> Send:
-    header = (b"x-request-id", request_id.encode())
-
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), header]}
-        await send(message)
-
-    return sending
 
 
 async def _wait_disconnect(receive: Receive) -> None:

@@ -234,6 +234,12 @@ class _Connection(HttpToolsProtocol):
             # idle keep-alive connection is closed.
             self.transport.close()
             return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head behind an answer still being written: the
+            # connection is busy, not idle (uvicorn may even have paused
+            # reading it). The head's time starts again.
+            self._arm_head_timer()
+            return
         self._refuse(S3Error("RequestTimeout", 400, _TIMEOUT_MESSAGE))
 
 

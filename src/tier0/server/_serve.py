@@ -19,7 +19,6 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from types import FrameType
 from typing import Final
 
 import uvicorn
@@ -98,9 +97,23 @@ def bind(host: str, port: int) -> socket.socket:
 class _Server(uvicorn.Server):
     """uvicorn's server, telling the app to stop its long polls before it drains."""
 
-    def __init__(self, config: uvicorn.Config, *, on_shutdown: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        on_shutdown: Callable[[], None],
+        stop_requested: threading.Event,
+    ) -> None:
         super().__init__(config)
         self._on_shutdown = on_shutdown
+        self._stop_requested = stop_requested
+
+    async def on_tick(self, counter: int) -> bool:
+        # A signal that came before uvicorn installed its handlers was caught
+        # by ours (`_signals_absorbed`); it still means stop.
+        if self._stop_requested.is_set():
+            self.should_exit = True
+        return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._on_shutdown()
@@ -189,8 +202,9 @@ def serve(
     try:
         if on_listening is not None:
             on_listening(format_url(host, listener.getsockname()[1], tls=tls))
-        server = _Server(config, on_shutdown=app.begin_shutdown)
-        with _signals_absorbed():
+        stop_requested = threading.Event()
+        server = _Server(config, on_shutdown=app.begin_shutdown, stop_requested=stop_requested)
+        with _signals_absorbed(stop_requested):
             server.run(sockets=[listener])
     finally:
         app.close()
@@ -218,26 +232,24 @@ def _bad_tls(certfile: str | None, keyfile: str | None, error: ssl.SSLError) -> 
 
 
 @contextlib.contextmanager
-def _signals_absorbed() -> Iterator[None]:
+def _signals_absorbed(stop_requested: threading.Event) -> Iterator[None]:
     """Make the signals that stopped the server end ``serve`` normally.
 
     uvicorn re-raises the signal that stopped it once it has shut down, with
     the handler that was installed before it ran; under Python's defaults that
     kills the process (SIGTERM) or raises KeyboardInterrupt (SIGINT) before
     the store is closed. Installing quiet handlers first lets ``serve`` return,
-    so the caller closes the store and exits 0.
+    so the caller closes the store and exits 0. A signal that arrives before
+    uvicorn's own handlers are in place sets ``stop_requested``, which the
+    server reads on its first tick: it stops as soon as it started.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # signals are delivered to the main thread only; nothing to absorb
         return
     signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, _absorb) for sig in signals}
+    previous = {sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in signals}
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _absorb(sig: int, frame: FrameType | None) -> None:
-    """The server is stopping already; the store closes next."""

@@ -603,3 +603,38 @@ def test_copy_source_over_the_limit_is_refused(
     t0.put("lowered", "fits", b"z" * LOWERED_BYTES)
     s3.copy_object(Bucket="lowered", Key="copy", CopySource={"Bucket": "lowered", "Key": "fits"})
     assert s3.head_object(Bucket="lowered", Key="copy")["ContentLength"] == LOWERED_BYTES
+
+
+# -- values that cannot be echoed (found by tests/protocols/s3/test_fuzz.py) -----------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "response-content-type=%1F",
+        "response-content-disposition=a%0Ab",
+        "response-expires=%7F",
+    ],
+)
+def test_response_override_a_header_cannot_carry_is_invalid_argument(
+    server: ServeProcess, s3: Any, bucket: str, query: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"body")
+    answer = send(server.url, "GET", f"/{bucket}/k?{query}")
+    assert (answer.status, answer.code) == (400, "InvalidArgument")
+
+
+@pytest.mark.parametrize("version", ["%1F", "%C3%A9", "a%20b"])
+def test_malformed_version_id_is_refused_not_echoed(
+    server: ServeProcess, bucket: str, version: str
+) -> None:
+    for method in ("DELETE", "GET", "HEAD"):
+        answer = send(server.url, method, f"/{bucket}/k?versionId={version}")
+        assert answer.status == 400, method
+        assert "x-amz-version-id" not in answer.headers
+
+
+def test_error_resource_with_a_nul_is_still_xml(server: ServeProcess, bucket: str) -> None:
+    answer = send(server.url, "GET", f"/{bucket}/a%00b")
+    assert (answer.status, answer.code) == (400, "InvalidArgument")  # the body parsed
+    assert f"<Resource>/{bucket}/a%00b</Resource>".encode() in answer.body

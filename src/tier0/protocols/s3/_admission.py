@@ -8,7 +8,9 @@ offered load until the process is killed. `Admission` bounds both:
   one over ``requests_max`` is answered ``503 SlowDown`` at once, before it is
   authenticated or its body read;
 - kernel calls waiting for one of the gateway's threads: one over
-  ``calls_queued_max`` fails with `SlowDown`, so its request is answered 503.
+  ``calls_queued_max`` fails with `SlowDown`, so its request is answered 503
+  (unless its answer has begun: a GET's next block waits its turn, since a
+  503 can no longer be sent).
 
 Each admitted request holds a bounded amount of memory (an upload ~4 MiB of
 queued blocks, a signed aws-chunked chunk at most 16 MiB), so the two bounds
@@ -22,16 +24,22 @@ retries on; the gateway adds ``Retry-After``.
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import dataclasses
 import threading
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 from tier0.errors import Tier0Error
 
 __all__ = ["Admission", "AdmissionStatistics", "BoundedExecutor", "SlowDown"]
 
 T = TypeVar("T")
+
+#: Set in a request's task once its answer has begun (`Admission.answering`).
+_ANSWERING: Final[contextvars.ContextVar[bool]] = contextvars.ContextVar(
+    "tier0_s3_answering", default=False
+)
 
 
 class SlowDown(Tier0Error):
@@ -65,6 +73,11 @@ class BoundedExecutor(concurrent.futures.Executor):
     streamed writes), so the count is exact: a call is queued while all
     threads are taken, and a call waiting in the queue holds its request's
     memory for as long as it waits.
+
+    A request whose answer has begun (`Admission.answering`) can no longer be
+    answered 503, so its calls (the blocks of a GET) are queued whatever the
+    count, never refused: there is at most one per request in flight, so the
+    queue stays under ``calls_queued_max + requests_max``.
     """
 
     def __init__(self, *, threads_max: int, calls_queued_max: int, retry_after_s: int) -> None:
@@ -84,7 +97,7 @@ class BoundedExecutor(concurrent.futures.Executor):
         self, function: Callable[..., T], /, *args: Any, **kwargs: Any
     ) -> concurrent.futures.Future[T]:
         with self._lock:
-            if self._calls >= self.threads_max + self.calls_queued_max:
+            if self._calls >= self.threads_max + self.calls_queued_max and not _ANSWERING.get():
                 self._refused += 1
                 refused = True
             else:
@@ -161,6 +174,9 @@ class Admission:
             else:
                 self._requests += 1
                 self._requests_peak = max(self._requests_peak, self._requests)
+        # A new request in this task (a pipelined one inherits the task
+        # context of the one before it) has not begun its answer.
+        _ANSWERING.set(False)
         if refused:
             raise SlowDown(
                 f"Please reduce your request rate: {self.requests_max} requests are in flight.",
@@ -171,6 +187,12 @@ class Admission:
         with self._lock:
             assert self._requests > 0, "release() without admit()"
             self._requests -= 1
+
+    @staticmethod
+    def answering() -> None:
+        """Say, from a request's task, that its answer has begun: its calls from
+        now on are never refused (a 503 can no longer be sent)."""
+        _ANSWERING.set(True)
 
     def close(self) -> None:
         """Join the threads, after the calls already submitted have run."""
@@ -195,5 +217,6 @@ class Admission:
         assert 0 <= stats.requests_in_flight <= self.requests_max, stats
         assert stats.requests_in_flight_peak <= self.requests_max, stats
         assert 0 <= stats.calls_running <= self.executor.threads_max, stats
-        assert 0 <= stats.calls_queued <= self.executor.calls_queued_max, stats
-        assert stats.calls_queued_peak <= self.executor.calls_queued_max, stats
+        queued_max = self.executor.calls_queued_max + self.requests_max
+        assert 0 <= stats.calls_queued <= queued_max, stats
+        assert stats.calls_queued_peak <= queued_max, stats

@@ -220,6 +220,7 @@ _SERVER_MESSAGES: Mapping[str, str] = {
 }
 
 _XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def _code_by_class(error: BaseException) -> str | None:
@@ -287,6 +288,9 @@ def render_error(
         if not _XML_NAME.fullmatch(name) or name in {"Code", "Message", "Resource", "RequestId"}:
             raise ValueError(f"error detail name {name!r} is not a free XML element name")
         parts.append(f"<{name}>{escape_text(value)}</{name}>")
-    parts.append(f"<Resource>{escape_text(resource)}</Resource>")
+    # The path as the client sent it, control characters percent-encoded:
+    # some (NUL) are not XML at all, even as character references.
+    shown = _CONTROL.sub(lambda m: f"%{ord(m[0]):02X}", resource)
+    parts.append(f"<Resource>{escape_text(shown)}</Resource>")
     parts.append(f"<RequestId>{escape_text(request_id)}</RequestId></Error>")
     return "".join(parts).encode("utf-8")

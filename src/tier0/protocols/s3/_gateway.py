@@ -45,6 +45,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import functools
+import itertools
 import logging
 import re
 import secrets
@@ -249,6 +250,12 @@ class S3Gateway:
         self.domains = tuple(sorted({normal_domain(d) for d in domains}, key=len, reverse=True))
         self.limits = limits or GatewayLimits()
         self.authenticator = Authenticator(t0.principals.secret_for, region=region)
+        # Request ids as S3 shows them (16 hex digits): a random prefix per
+        # gateway (so per worker process) and a counter, which costs nothing,
+        # where a fresh random id per request costs a system call.
+        prefix = secrets.token_hex(3).upper()
+        counter = itertools.count()
+        self._request_id: Callable[[], str] = lambda: f"{prefix}{next(counter) % 16**10:010X}"
         #: Bounds requests in flight and the calls waiting for a thread.
         self.admission = Admission(
             requests_max=self.limits.requests_max,
@@ -274,7 +281,7 @@ class S3Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # the server app owns lifespan; S3 has no websockets
-        request_id = secrets.token_hex(8).upper()
+        request_id = self._request_id()
         method: str = scope["method"]
         resource = scope.get("path", "/")
         started = False
@@ -297,6 +304,8 @@ class S3Gateway:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                # From now on a failure cuts the answer short; none is refused.
+                self.admission.answering()
                 headers = [
                     *message.get("headers", ()),
                     *cors,
@@ -381,7 +390,10 @@ class S3Gateway:
             user_agent=named.get("user-agent"),
             referer=named.get("referer"),
         )
-        auth, actor = await self.run_blocking(self._authenticate, signed, context)
+        # On the event loop: with the secret cached (`Principals.secret_for`)
+        # this is a few HMACs, cheaper than a hand-off to the thread pool and
+        # back; a cache miss costs one metadata read here every few seconds.
+        auth, actor = self._authenticate(signed, context)
         if host_bucket is None:
             bucket, _, key = path[1:].partition("/")
         else:

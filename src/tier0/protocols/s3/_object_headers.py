@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 from collections.abc import Mapping
 from typing import Final
 from urllib.parse import parse_qsl
@@ -75,6 +76,10 @@ _OVERRIDES: Final = {
     "response-content-type": b"content-type",
     "response-expires": b"expires",
 }
+#: Control characters (tab aside) end or corrupt a header line.
+_NOT_HEADER_TEXT: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+#: What a version id may look like: printable ASCII (tier0's are URL-safe base64).
+_VERSION_ID: Final = re.compile("[\x21-\x7e]{1,1024}")
 #: The content coding of a streamed upload's framing, never the object's own.
 _AWS_CHUNKED: Final = "aws-chunked"
 
@@ -148,6 +153,9 @@ def version_param(params: Mapping[str, str]) -> str | None:
     version_id = params.get("versionId")
     if version_id == "":
         raise InvalidArgument("Version id cannot be the empty string")
+    if version_id is not None and not _VERSION_ID.fullmatch(version_id):
+        # Never an id tier0 made; refused before it can be echoed in a header.
+        raise InvalidArgument("Invalid version id specified")
     return version_id
 
 
@@ -296,7 +304,7 @@ def override_headers(
     S3 honours them on signed requests only: an anonymous one is `InvalidRequest`.
     """
     overrides = {
-        header: params[name].encode("latin-1", "replace")
+        header: _header_value(name, params[name])
         for name, header in _OVERRIDES.items()
         if name in params
     }
@@ -308,6 +316,13 @@ def override_headers(
         )
     kept = [(name, value) for name, value in headers if name not in overrides]
     return [*kept, *overrides.items()]
+
+
+def _header_value(name: str, value: str) -> bytes:
+    """A ``response-*`` value as a header: refused if HTTP cannot carry it."""
+    if _NOT_HEADER_TEXT.search(value):
+        raise InvalidArgument(f"{name} holds a character a response header cannot carry")
+    return value.encode("latin-1", "replace")
 
 
 def delete_marker_response(request: Request, marker: DeleteMarkerFound) -> Response:

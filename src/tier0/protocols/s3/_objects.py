@@ -53,7 +53,12 @@ from tier0.protocols.s3._object_headers import (
     version_param,
     write_etag,
 )
-from tier0.protocols.s3._streaming import stream_object, write_streamed
+from tier0.protocols.s3._streaming import (
+    SMALL_BODY_BYTES_MAX,
+    stream_object,
+    write_small,
+    write_streamed,
+)
 from tier0.store import Expected, ObjectInfo, ObjectReader
 
 if TYPE_CHECKING:
@@ -74,7 +79,7 @@ async def put_object(gateway: S3Gateway, request: Request) -> Response:
     if "x-amz-copy-source" in headers:
         return await copy_object(gateway, request)
     limit = gateway.limits.put_bytes_max
-    _check_declared_size(request, limit)
+    declared = _declared_size(request, limit)
     if_none_match = headers.get("if-none-match")
     if if_none_match is not None and if_none_match.strip() != "*":
         # S3 writes only on the absence of the key; an ETag here means nothing to it.
@@ -100,13 +105,14 @@ async def put_object(gateway: S3Gateway, request: Request) -> Response:
         if_none_match=if_none_match,
         acl=headers.get("x-amz-acl"),
     )
-    info: ObjectInfo = await write_streamed(
-        gateway,
-        request,
-        open_body(request.auth),
-        _limited(write, limit),
-        trailers=trailers,
-    )
+    decoder = open_body(request.auth)
+    info: ObjectInfo
+    if declared is not None and declared <= min(limit, SMALL_BODY_BYTES_MAX):
+        info = await write_small(gateway, request, decoder, write, trailers=trailers)
+    else:
+        info = await write_streamed(
+            gateway, request, decoder, _limited(write, limit), trailers=trailers
+        )
     return Response(
         200,
         headers=[
@@ -117,8 +123,8 @@ async def put_object(gateway: S3Gateway, request: Request) -> Response:
     )
 
 
-def _check_declared_size(request: Request, limit: int) -> None:
-    """Refuse a body whose declared (decoded) length is over ``limit``, unread."""
+def _declared_size(request: Request, limit: int) -> int | None:
+    """The body's declared (decoded) length, if stated; refused unread when over ``limit``."""
     if request.auth.payload.chunked:
         declared = request.auth.decoded_length
     else:
@@ -126,6 +132,7 @@ def _check_declared_size(request: Request, limit: int) -> None:
         declared = int(text) if text.isdigit() else None
     if declared is not None and declared > limit:
         raise _too_large(declared, limit)
+    return declared
 
 
 def _limited(write: Callable[[Iterator[bytes]], T], limit: int) -> Callable[[Iterator[bytes]], T]:
@@ -163,6 +170,8 @@ class _Read:
     reader: ObjectReader | None
     span: tuple[int, int] | None
     not_modified: bool
+    #: The bytes to send, read already when they are few (then ``reader`` is None).
+    body: bytes | None = None
 
 
 async def get_object(gateway: S3Gateway, request: Request) -> Response | None:
@@ -204,6 +213,8 @@ async def get_object(gateway: S3Gateway, request: Request) -> Response | None:
     )
     if head:
         return Response(status, headers=headers)
+    if read.body is not None:
+        return Response(status, read.body, headers)
     assert read.reader is not None
     await stream_object(gateway, request, read.reader, status=status, headers=headers)
     return None
@@ -236,7 +247,7 @@ def _open(
         if not_modified:
             reader.close()
             return _Read(reader.info, None, None, True)
-        return _Read(reader.info, reader, None, False)
+        return _small_read(_Read(reader.info, reader, None, False))
     info = actor.head(bucket, key, version_id=version_id)
     if conditions.evaluate(info):
         return _Read(info, None, None, True)
@@ -245,7 +256,21 @@ def _open(
         return _Read(info, None, span, False)
     offset, length = (0, None) if span is None else (span[0], span[1] - span[0] + 1)
     reader = actor.get(bucket, key, version_id=info.version_id, offset=offset, length=length)
-    return _Read(info, reader, span, False)
+    return _small_read(_Read(info, reader, span, False))
+
+
+def _small_read(read: _Read) -> _Read:
+    """Read a short answer whole here, on the kernel's thread.
+
+    Streaming costs two more hand-offs between the event loop and the thread
+    pool (a block, then the end), more than reading a small object itself.
+    """
+    reader = read.reader
+    if reader is None or reader.length > SMALL_BODY_BYTES_MAX:
+        return read
+    with reader:
+        body = reader.read()
+    return dataclasses.replace(read, reader=None, body=body)
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:

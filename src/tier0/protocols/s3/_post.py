@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import re
 from typing import TYPE_CHECKING, ClassVar, Final
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -50,6 +51,7 @@ from tier0.protocols.s3._formdata import (
 )
 from tier0.protocols.s3._http import XML, Handler, Message, Receive, Request, Response, quoted_etag
 from tier0.protocols.s3._object_headers import (
+    META_PREFIX,
     parse_tagging_header,
     request_checksums,
     requested_algorithm,
@@ -61,7 +63,7 @@ from tier0.protocols.s3._object_headers import (
 from tier0.protocols.s3._postpolicy import PostPolicy
 from tier0.protocols.s3._streaming import write_streamed
 from tier0.protocols.s3._xml import parse_tagging, render_post_response
-from tier0.store import Expected, ObjectInfo
+from tier0.store import STANDARD_HEADERS, Expected, ObjectInfo
 
 if TYPE_CHECKING:
     from tier0.protocols.s3._gateway import S3Gateway
@@ -77,6 +79,8 @@ __all__ = [
 _PART_HEAD_BYTES_MAX: Final = 8 * 1024
 _FILENAME_VARIABLE: Final = "${filename}"
 _SUCCESS_STATUSES: Final = {"200": 200, "201": 201}
+#: What no header value may hold (tab is allowed, as HTTP allows it).
+_CONTROL: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class IncorrectNumberOfFilesInPostRequest(InvalidArgument):
@@ -130,14 +134,15 @@ async def post_object(gateway: S3Gateway, request: Request) -> Response:
     algorithm = requested_algorithm(fields)
     if algorithm is not None and algorithm not in checksums:
         checksums[algorithm] = None
+    headers = _as_headers(fields)
     write = functools.partial(
         actor.put,
         request.bucket,
         key,
-        content_type=fields.get("content-type") or None,
-        metadata=user_metadata(fields),
+        content_type=headers.get("content-type") or None,
+        metadata=user_metadata(headers),
         tags=_tags(fields),
-        headers=stored_headers(fields),
+        headers=stored_headers(headers),
         md5=True,
         checksums=checksums,
         acl=fields.get("acl"),
@@ -243,6 +248,26 @@ def _missing(name: str) -> InvalidArgument:
     )
     error.details = {"ArgumentName": name, "ArgumentValue": ""}  # type: ignore[attr-defined]
     return error
+
+
+def _as_headers(fields: dict[str, str]) -> dict[str, str]:
+    """The fields that become the object's headers (Content-Type, the standard
+    headers S3 keeps, ``x-amz-meta-*``) as header text.
+
+    A header arrives as bytes read as latin-1, and GET sends those bytes back;
+    a form field arrives as UTF-8, so its bytes are read the same way, and a
+    GET answers with the bytes the browser sent. CR, LF and the other control
+    characters would end the header early: `InvalidArgument`.
+    """
+    headers: dict[str, str] = {}
+    for name, value in fields.items():
+        if name == "content-type" or name in STANDARD_HEADERS or name.startswith(META_PREFIX):
+            if _CONTROL.search(value):
+                raise InvalidArgument(
+                    f"The form field {name!r} holds control characters, which a header cannot carry."
+                )
+            headers[name] = value.encode("utf-8").decode("latin-1")
+    return headers
 
 
 def _tags(fields: dict[str, str]) -> dict[str, str]:

@@ -23,11 +23,15 @@ from tier0.store import ObjectReader
 if TYPE_CHECKING:
     from tier0.protocols.s3._gateway import S3Gateway
 
-__all__ = ["stream_object", "write_streamed"]
+__all__ = ["SMALL_BODY_BYTES_MAX", "stream_object", "write_small", "write_streamed"]
 
 T = TypeVar("T")
 
 _END: Final = object()
+#: Bodies up to this size travel whole: received on the event loop, then one
+#: kernel call (a GET reads them whole on the kernel's thread). Streaming them
+#: would cost more hand-offs between the loop and the thread pool than bytes.
+SMALL_BODY_BYTES_MAX: Final = 256 * 1024
 
 
 async def write_streamed(
@@ -71,6 +75,39 @@ async def write_streamed(
     if failure is not None:
         raise failure
     return result
+
+
+async def write_small(
+    gateway: S3Gateway,
+    request: Request,
+    decoder: BodyDecoder,
+    write: Callable[[bytes], T],
+    *,
+    trailers: dict[str, str] | None = None,
+) -> T:
+    """`write_streamed` for a body declared to be at most `SMALL_BODY_BYTES_MAX`:
+    received and verified whole first, then ``write(body)`` in one kernel call.
+
+    A body that turns out longer than declared is refused by the decoder (or
+    the HTTP server) before anything is written.
+    """
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise IncompleteBody("The client went away before it sent the whole body.")
+        for payload in decoder.feed(message.get("body", b"")):
+            parts.append(payload)
+            size += len(payload)
+        if size > SMALL_BODY_BYTES_MAX:
+            raise IncompleteBody("The body is longer than its declared length.")
+        if not message.get("more_body", False):
+            break
+    received = decoder.finish()  # raises unless the body is exactly the one signed
+    if trailers is not None:
+        trailers.update(received)
+    return await gateway.run_blocking(write, b"".join(parts))
 
 
 async def stream_object(
