@@ -121,6 +121,12 @@ def _large_objects(
         )
 
         get_urls = [_presign(s3, "get_object", k) for k in keys[:clients]]
+        # One untimed read of everything first: tier0 writes chunks with O_DIRECT
+        # (not left in the page cache) while nginx's PUT left its files cached;
+        # both then serve from memory, which is what is compared.
+        _curl_get(get_urls, size)
+        for port in nginx.ports.values():
+            _curl_get([f"http://127.0.0.1:{port}/{k}" for k in keys[:clients]], size)
         tier0_get: list[float] = []
         nginx_get: dict[str, list[float]] = {"sendfile on": [], "sendfile off": []}
         for _ in range(n):

@@ -1,8 +1,9 @@
 """SQLite metadata: the embedded default (one file, WAL, ``synchronous=FULL``).
 
-Several processes may open the same directory at once (a server and a CLI):
-SQLite's file locks serialise writers, ``busy_timeout`` makes a writer wait
-for another rather than fail, and WAL lets readers run beside the writer.
+Several processes may open the same directory at once (a server's workers, a
+CLI): writers queue on a file lock (``meta.db-writer``, flock) before SQLite's
+own, ``busy_timeout`` covers writers that do not take it, and WAL lets readers
+run beside the writer.
 Commits made by other processes are noticed through inotify on the directory
 that holds the database, so waiting for events never polls.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import os
 import select
 import sqlite3
@@ -48,6 +50,8 @@ def _translate(error: sqlite3.Error, path: Path) -> Exception:
 class SQLiteConnection(Connection):
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self._path = path
+        self._lock_fd: int | None = None
+        self._write_locked = False
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
             self._db = sqlite3.connect(
@@ -89,20 +93,61 @@ class SQLiteConnection(Connection):
             raise _translate(error, self._path) from error
 
     def begin_write(self) -> None:
-        # IMMEDIATE takes the write lock now, so the transaction cannot fail
-        # later with SQLITE_BUSY after it has read state it acts upon.
-        self.execute("BEGIN IMMEDIATE")
+        # Writers of several processes (tier0 serve --workers, a CLI beside a
+        # server) queue on a file lock first. SQLite's own wait (busy_timeout)
+        # sleeps and retries with growing pauses, up to 100 ms each: under
+        # steady writes from two processes that made a commit wait a second
+        # now and then. flock() waits in the kernel and wakes the next writer
+        # the moment the lock is free.
+        self._lock_writes()
+        try:
+            # IMMEDIATE takes the write lock now, so the transaction cannot fail
+            # later with SQLITE_BUSY after it has read state it acts upon.
+            self.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._unlock_writes()
+            raise
 
     def commit(self) -> None:
-        self.execute("COMMIT")
+        try:
+            self.execute("COMMIT")
+        finally:
+            if not self._db.in_transaction:
+                self._unlock_writes()
 
     def rollback(self) -> None:
-        if self._db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
+        try:
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+        finally:
+            self._unlock_writes()
 
     def close(self) -> None:
         self._db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock, if held
+            self._lock_fd = None
+
+    def _lock_writes(self) -> None:
+        if self._lock_fd is None:
+            try:
+                self._lock_fd = os.open(
+                    self._path.with_name(self._path.name + "-writer"),
+                    os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                    0o600,
+                )
+            except OSError as error:
+                raise MetaUnavailable(
+                    f"cannot open the writer lock of {self._path}: {error}"
+                ) from error
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._write_locked = True
+
+    def _unlock_writes(self) -> None:
+        if self._write_locked and self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        self._write_locked = False
 
     @property
     def raw(self) -> sqlite3.Connection:
