@@ -595,22 +595,11 @@ def list_uploads(
     with store._kernel.meta.reader() as db:
 
         def fetch(cursor: tuple[str, bool, Any], want: int) -> list[Any]:
-            after, at, after_id = cursor
-            sql = f"SELECT {_UPLOAD_COLUMNS} FROM t0_uploads WHERE bucket = ?"
-            params: list[Any] = [bucket]
-            if at:
-                sql += " AND key >= ?"
-                params.append(after)
-            elif after_id is not None:
-                sql += " AND (key > ? OR (key = ? AND upload_id > ?))"
-                params += [after, after, after_id]
-            else:
-                sql += " AND key > ?"
-                params.append(after)
-            if upper is not None:
-                sql += " AND key < ?"
-                params.append(upper)
-            return db.query_all(f"{sql} ORDER BY key, upload_id LIMIT ?", (*params, want))
+            return _store._fetch(
+                db, "bucket = ?", [bucket], cursor, upper, "key, upload_id", want,
+                select=f"SELECT {_UPLOAD_COLUMNS} FROM t0_uploads",
+                after_within_key="upload_id > ?",
+            )  # fmt: skip
 
         # _walk hands the cursor's third element (a version seq there, an upload id
         # here: row[0] either way) back to ``fetch`` untouched.

@@ -879,21 +879,28 @@ def _fetch(
     db: Connection,
     where: str,
     params: list[Any],
-    cursor: _Cursor,
+    cursor: tuple[str, bool, Any],
     upper: str | None,
     order: str,
     want: int,
+    *,
+    select: str = f"SELECT {_ops.VERSION_COLUMNS} FROM t0_versions",
+    after_within_key: str = "seq < ?",
 ) -> list[Any]:
-    """Up to ``want`` version rows matching ``where`` from ``cursor`` on, below ``upper``."""
-    key, inclusive, seq = cursor
-    sql = f"SELECT {_ops.VERSION_COLUMNS} FROM t0_versions WHERE {where}"
+    """Up to ``want`` rows of ``select`` matching ``where`` from ``cursor`` on, below ``upper``.
+
+    Keyset pagination: the cursor's third element, when set, resumes within
+    its key (``after_within_key``: a version's seq by default, newest first).
+    """
+    key, inclusive, within = cursor
+    sql = f"{select} WHERE {where}"
     params = [*params]
     if inclusive:
         sql += " AND key >= ?"
         params.append(key)
-    elif seq is not None:
-        sql += " AND (key > ? OR (key = ? AND seq < ?))"
-        params += [key, key, seq]
+    elif within is not None:
+        sql += f" AND (key > ? OR (key = ? AND {after_within_key}))"
+        params += [key, key, within]
     else:
         sql += " AND key > ?"
         params.append(key)

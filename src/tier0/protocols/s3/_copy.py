@@ -23,7 +23,9 @@ keeps), with ``x-amz-version-id`` and ``x-amz-copy-source-version-id``.
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, unquote
 
@@ -93,7 +95,7 @@ async def copy_object(gateway: S3Gateway, request: Request) -> Response:
         replace["tags"] = parse_tagging_header(headers.get("x-amz-tagging"))
     if "x-amz-acl" in headers:
         replace["acl"] = headers["x-amz-acl"]  # S3 never copies an ACL; a copy names its own
-    try:
+    with copy_source_errors():
         copied, info = await gateway.run_blocking(
             _copy,
             request.actor,
@@ -105,13 +107,6 @@ async def copy_object(gateway: S3Gateway, request: Request) -> Response:
             if_match=write_etag(headers.get("if-match")),
             if_none_match=if_none_match,
         )
-    except DeleteMarkerFound as marker:
-        if marker.by_version:
-            raise InvalidRequest(
-                "The source of a copy request may not specifically refer to a delete marker"
-                " by version id."
-            ) from marker
-        raise
     response = xml_response(
         render_copy_object_result(
             etag=info.etag, last_modified=info.modified, checksums=info.checksums
@@ -123,6 +118,22 @@ async def copy_object(gateway: S3Gateway, request: Request) -> Response:
             (b"x-amz-copy-source-version-id", copied.version_id.encode("latin-1", "replace"))
         )
     return response
+
+
+@contextlib.contextmanager
+def copy_source_errors() -> Iterator[None]:
+    """S3's answer for a copy whose source is a delete marker: named by version id,
+    the request is wrong (``InvalidRequest``); as the current version, the key is
+    gone (``NoSuchKey``)."""
+    try:
+        yield
+    except DeleteMarkerFound as marker:
+        if marker.by_version:
+            raise InvalidRequest(
+                "The source of a copy request may not specifically refer to a delete marker"
+                " by version id."
+            ) from marker
+        raise
 
 
 def parse_copy_source(value: str) -> tuple[str, str, str | None]:

@@ -34,6 +34,7 @@ __all__ = [
     "http_date",
     "quoted_etag",
     "read_body",
+    "receive_whole",
     "send_whole",
     "utc",
     "xml_response",
@@ -96,7 +97,14 @@ async def send_whole(send: Send, response: Response, *, head: bool) -> None:
 
 async def read_body(request: Request, *, limit: int, decoder: BodyDecoder | None = None) -> bytes:
     """A small body, whole and verified; `InvalidArgument` once it passes ``limit`` bytes."""
-    decoder = decoder or open_body(request.auth)
+    body, _ = await receive_whole(request, decoder or open_body(request.auth), limit=limit)
+    return body
+
+
+async def receive_whole(
+    request: Request, decoder: BodyDecoder, *, limit: int
+) -> tuple[bytes, dict[str, str]]:
+    """The body, whole and verified, and its trailers; `InvalidArgument` past ``limit`` bytes."""
     parts: list[bytes] = []
     size = 0
     while True:
@@ -109,8 +117,9 @@ async def read_body(request: Request, *, limit: int, decoder: BodyDecoder | None
                 raise InvalidArgument(f"The request body is over the limit of {limit} bytes.")
             parts.append(payload)
         if not message.get("more_body", False):
-            decoder.finish()
-            return b"".join(parts)
+            # Raises unless the body is exactly the one that was signed.
+            trailers = decoder.finish()
+            return b"".join(parts), trailers
 
 
 def utc(when: dt.datetime) -> dt.datetime:

@@ -44,7 +44,7 @@ from tier0.errors import DeleteMarkerFound, EntityTooLarge, InvalidArgument
 from tier0.protocols.s3 import _objects
 from tier0.protocols.s3._chunked import open_body
 from tier0.protocols.s3._conditions import Preconditions
-from tier0.protocols.s3._copy import parse_copy_source
+from tier0.protocols.s3._copy import copy_source_errors, parse_copy_source
 from tier0.protocols.s3._errors import InvalidRequest, NotImplementedOperation
 from tier0.protocols.s3._http import (
     Handler,
@@ -173,7 +173,7 @@ async def upload_part_copy(gateway: S3Gateway, request: Request) -> Response:
     headers = request.headers
     number = part_number_of(request.params)
     source = parse_copy_source(headers["x-amz-copy-source"])
-    try:
+    with copy_source_errors():
         found, part = await gateway.run_blocking(
             _copy_part,
             request.actor,
@@ -182,13 +182,6 @@ async def upload_part_copy(gateway: S3Gateway, request: Request) -> Response:
             conditions=Preconditions.from_headers(headers, prefix="x-amz-copy-source-"),
             range_header=headers.get("x-amz-copy-source-range"),
         )
-    except DeleteMarkerFound as marker:
-        if marker.by_version:
-            raise InvalidRequest(
-                "The source of a copy request may not specifically refer to a delete marker"
-                " by version id."
-            ) from marker
-        raise
     response = xml_response(
         render_copy_part_result(
             etag=part.etag, last_modified=part.modified, checksums=part.checksums

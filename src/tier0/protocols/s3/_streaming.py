@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from tier0.protocols.s3._chunked import BodyDecoder, IncompleteBody
-from tier0.protocols.s3._http import Request
+from tier0.protocols.s3._http import Request, receive_whole
 from tier0.store import ObjectReader
 
 if TYPE_CHECKING:
@@ -88,26 +88,13 @@ async def write_small(
     """`write_streamed` for a body declared to be at most `SMALL_BODY_BYTES_MAX`:
     received and verified whole first, then ``write(body)`` in one kernel call.
 
-    A body that turns out longer than declared is refused by the decoder (or
-    the HTTP server) before anything is written.
+    A body that turns out longer than declared is refused (by the HTTP server,
+    the decoder, or the limit) before anything is written.
     """
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise IncompleteBody("The client went away before it sent the whole body.")
-        for payload in decoder.feed(message.get("body", b"")):
-            parts.append(payload)
-            size += len(payload)
-        if size > SMALL_BODY_BYTES_MAX:
-            raise IncompleteBody("The body is longer than its declared length.")
-        if not message.get("more_body", False):
-            break
-    received = decoder.finish()  # raises unless the body is exactly the one signed
+    body, received = await receive_whole(request, decoder, limit=SMALL_BODY_BYTES_MAX)
     if trailers is not None:
         trailers.update(received)
-    return await gateway.run_blocking(write, b"".join(parts))
+    return await gateway.run_blocking(write, body)
 
 
 async def stream_object(
