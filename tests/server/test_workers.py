@@ -11,6 +11,7 @@ import concurrent.futures
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 import tier0
 from tests.protocols.s3.live import ACCESS, SECRET, make_client
 from tests.server.test_serve import ServeProcess, clean_environment
+from tier0.server._workers import RESTARTS_MAX
 
 pytestmark = pytest.mark.slow
 
@@ -119,3 +121,25 @@ def _cpu_ticks(pid: int) -> int:
     """User + system CPU time of a process, in clock ticks."""
     fields = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()
     return int(fields[11]) + int(fields[12])
+
+
+def test_workers_that_keep_dying_stop_the_supervisor() -> None:
+    # In a fresh interpreter: run_workers forks, which needs a process with no
+    # other threads (pytest's may have some).
+    script = (
+        "import sys\n"
+        "from tier0.server import bind_reuseport, run_workers\n"
+        "sockets = bind_reuseport('127.0.0.1', 0, 2, 16)\n"
+        "def work(sock):\n"
+        "    raise RuntimeError('this worker cannot start')\n"
+        "sys.exit(run_workers(sockets, work))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    # Two first workers, RESTARTS_MAX replacements; the last may be stopped
+    # before it fails on its own.
+    assert result.stderr.count("this worker cannot start") >= RESTARTS_MAX + 1
+    assert result.stderr.count("starting another") == RESTARTS_MAX
+    assert "stopping (see the errors above)" in result.stderr

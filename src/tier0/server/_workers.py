@@ -110,18 +110,18 @@ def run_workers(sockets: list[socket.socket], work: Callable[[socket.socket], No
             if pid not in children:
                 continue
             sock = children.pop(pid)
-            print(f"tier0: worker {pid} {_ended(code)}; starting another", file=sys.stderr)
             now = time.monotonic()
             restarts = [t for t in restarts if now - t < RESTART_WINDOW_S] + [now]
             if len(restarts) > RESTARTS_MAX:
                 print(
-                    f"tier0: workers died {len(restarts)} times within {RESTART_WINDOW_S:.0f} s;"
-                    " stopping (see the errors above)",
+                    f"tier0: worker {pid} {_ended(code)}; workers died {len(restarts)} times"
+                    f" within {RESTART_WINDOW_S:.0f} s, stopping (see the errors above)",
                     file=sys.stderr,
                 )
                 status = 1
                 stop(signal.SIGTERM, None)
                 break
+            print(f"tier0: worker {pid} {_ended(code)}; starting another", file=sys.stderr)
             children[_fork(sock, work)] = sock
         _reap(children)
         return status
