@@ -217,17 +217,25 @@ class App:
     """The ASGI application for one opened store. Build it with ``create_app``.
 
     ``fallback`` receives every request outside ``/_tier0/`` (the S3 gateway
-    will); without one they get a JSON 404. ``begin_shutdown()`` makes long
+    does), and those inside it that ``claims(scope)`` says are its own (a
+    virtual-hosted S3 request, whose key may start with ``_tier0/``); without
+    a fallback they get a JSON 404. ``begin_shutdown()`` makes long
     polls return at once; ``close()`` also waits for the worker threads, after
     which the store may be closed.
     """
 
     def __init__(
-        self, t0: Tier0, *, limits: Limits | None = None, fallback: ASGIApp | None = None
+        self,
+        t0: Tier0,
+        *,
+        limits: Limits | None = None,
+        fallback: ASGIApp | None = None,
+        claims: Callable[[Scope], bool] | None = None,
     ) -> None:
         self.t0 = t0
         self.limits = limits or Limits()
         self._fallback = fallback
+        self._claims = claims
         self._executor = ThreadPoolExecutor(
             self.limits.blocking_threads_max, thread_name_prefix="tier0-http"
         )
@@ -261,7 +269,9 @@ class App:
             await self._lifespan(receive, send)
             return
         path = scope.get("path", "")
-        if not path.startswith(PREFIX) and self._fallback is not None:
+        if self._fallback is not None and (
+            not path.startswith(PREFIX) or (self._claims is not None and self._claims(scope))
+        ):
             # The fallback names its own requests (S3: x-amz-request-id).
             await self._fallback(scope, receive, send)
             return
@@ -583,7 +593,13 @@ def _too_large(limit: int) -> HTTPError:
     return HTTPError(413, "RequestTooLarge", f"the request body is over the limit of {limit} bytes")
 
 
-def create_app(t0: Tier0, *, limits: Limits | None = None, fallback: ASGIApp | None = None) -> App:
+def create_app(
+    t0: Tier0,
+    *,
+    limits: Limits | None = None,
+    fallback: ASGIApp | None = None,
+    claims: Callable[[Scope], bool] | None = None,
+) -> App:
     """The ASGI app serving ``t0`` over HTTP (see the module docstring for routes).
 
     The app does not own ``t0``: close the app (``app.close()``, or the ASGI
@@ -592,4 +608,4 @@ def create_app(t0: Tier0, *, limits: Limits | None = None, fallback: ASGIApp | N
     >>> app = create_app(tier0.open("/tmp/t0"))            # doctest: +SKIP
     >>> uvicorn.run(app, port=9000)                         # doctest: +SKIP
     """
-    return App(t0, limits=limits, fallback=fallback)
+    return App(t0, limits=limits, fallback=fallback, claims=claims)

@@ -174,7 +174,7 @@ def serve(
         raise InvalidArgument("TLS needs both a certificate file and a key file")
     tls = certfile is not None
     s3 = create_s3_app(t0, domains=s3_domains, limits=s3_limits)
-    app = create_app(t0, limits=limits, fallback=s3)
+    app = create_app(t0, limits=limits, fallback=s3, claims=s3.claims)
     config = uvicorn.Config(
         app,
         loop="uvloop",

@@ -289,3 +289,21 @@ def test_aws_cli_with_virtual_addressing(server: ServeProcess, bucket: str, tmp_
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.splitlines()[0].split(maxsplit=3)[3] == "dir/a b"
     assert f"http://{bucket}.{DOMAIN}:{port}/" in completed.stderr  # the CLI's own debug log
+
+
+@pytest.mark.slow
+def test_a_virtual_hosted_key_under_the_servers_own_prefix_is_an_object(
+    server: ServeProcess, bucket: str
+) -> None:
+    # Path-style, /_tier0/... is the server's own API; in a bucket's Host the
+    # whole path is a key, even one that starts with _tier0/.
+    s3 = _client(server)
+    s3.create_bucket(Bucket=bucket)
+    for key in ("_tier0/health", "_tier0/sql"):
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="_tier0/")["Contents"]
+    assert [o["Key"] for o in listed] == ["_tier0/health", "_tier0/sql"]
+    # The server's own route is still there, path-style.
+    with urllib.request.urlopen(f"{server.url}/_tier0/health", timeout=10) as response:
+        assert response.status == 200

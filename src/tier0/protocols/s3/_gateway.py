@@ -278,6 +278,14 @@ class S3Gateway:
         """Assert the gateway's counts are consistent and within its limits."""
         self.admission.check()
 
+    def claims(self, scope: Scope) -> bool:
+        """Whether a request is S3's whatever its path: virtual-hosted style
+        (``Host: BUCKET.<domain>``), where the whole path is the key."""
+        if not self.domains or scope.get("type") != "http":
+            return False
+        host = next((v for k, v in scope["headers"] if k.lower() == b"host"), None)
+        return host is not None and bucket_of_host(host.decode("latin-1"), self.domains) is not None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # the server app owns lifespan; S3 has no websockets
