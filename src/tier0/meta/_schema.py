@@ -120,7 +120,8 @@ CREATE TABLE IF NOT EXISTS t0_uploads (
     tags {json} NOT NULL,
     headers {json} NOT NULL,
     checksum_algorithm {text},
-    checksum_type {text}
+    checksum_type {text},
+    acl {text}
 );
 CREATE INDEX IF NOT EXISTS t0_uploads_key ON t0_uploads (bucket, key, upload_id);
 CREATE TABLE IF NOT EXISTS t0_upload_parts (

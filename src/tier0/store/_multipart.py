@@ -69,7 +69,7 @@ from tier0.errors import (
     InvalidRange,
     NoSuchUpload,
 )
-from tier0.identity import Authorizer, Decision
+from tier0.identity import Authorizer, Decision, validate_canned_acl
 from tier0.meta import Connection, WriteTx, dump_json, load_json
 from tier0.store import _ops, _store
 from tier0.store._checksums import ALGORITHMS, Expected, decode_digest, parse_checksums, verify
@@ -120,7 +120,7 @@ LIST_PARTS_MAX: Final = 1000
 
 _UPLOAD_COLUMNS: Final = (
     "upload_id, bucket, key, initiator, created_us, content_type, metadata, tags, headers,"
-    " checksum_algorithm, checksum_type"
+    " checksum_algorithm, checksum_type, acl"
 )
 _PART_COLUMNS: Final = "part_number, size, etag, checksums, created_us, stored_bytes, checksum"
 
@@ -142,6 +142,8 @@ class UploadInfo:
     checksum_algorithm: str | None = None
     #: ``COMPOSITE`` or ``FULL_OBJECT`` when there is an algorithm, else None.
     checksum_type: str | None = None
+    #: The completed object's canned ACL (None: private).
+    acl: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,16 +203,21 @@ def create_upload(
     headers: dict[str, str] | None = None,
     checksum_algorithm: str | None = None,
     checksum_type: str | None = None,
+    acl: str | None = None,
 ) -> UploadInfo:
     """Start an upload of ``bucket/key``; see `Store.create_multipart_upload`."""
     validate_key(key)
+    if acl is not None:
+        validate_canned_acl(acl, on_object=True)
     metadata, tags = metadata or {}, tags or {}
     validate_metadata(metadata)
     validate_tags(tags)
     normal_headers = _store._normal_headers(headers)
     algorithm, kind = checksum_settings(checksum_algorithm, checksum_type)
     resource = f"/{bucket}/{key}"
-    decision = store._authorize_write("s3:PutObject", bucket, resource)
+    decision = store._authorize_write(
+        "s3:PutObject", bucket, resource, params={"s3:x-amz-acl": acl}
+    )
     token = secrets.token_hex(16)
     chosen_type = content_type or mimetypes.guess_type(key)[0] or _store.DEFAULT_CONTENT_TYPE
 
@@ -220,21 +227,25 @@ def create_upload(
             # The initiation time leads the id, so ids of one key sort by initiation.
             upload_id = f"{tx.now_us:014x}{token}"
             tx.execute(
-                f"INSERT INTO t0_uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO t0_uploads ({_UPLOAD_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     upload_id, bucket, key, decided.principal.id, tx.now_us, chosen_type,
                     dump_json(metadata), dump_json(tags), dump_json(normal_headers), algorithm, kind,
+                    acl,
                 ),
             )  # fmt: skip
             Authorizer.record_in(tx, decided)
             return UploadInfo(
                 bucket, key, upload_id, decided.principal.id, from_us(tx.now_us), chosen_type,
-                metadata, tags, normal_headers, algorithm, kind,
+                metadata, tags, normal_headers, algorithm, kind, acl,
             )  # fmt: skip
 
         return op
 
-    result: UploadInfo = store._commit_write("s3:PutObject", bucket, resource, decision, create)
+    result: UploadInfo = store._commit_write(
+        "s3:PutObject", bucket, resource, decision, create, params={"s3:x-amz-acl": acl}
+    )
     return result
 
 
@@ -488,6 +499,7 @@ def _complete(
         headers=upload.headers,
         checksums=checksums,
         parts=tuple(chosen),
+        acl=upload.acl,
     )
     info = _ops.put_version(
         tx,
@@ -716,6 +728,7 @@ def _upload_info(row: Any) -> UploadInfo:
         headers=load_json(row[8]),
         checksum_algorithm=row[9],
         checksum_type=row[10],
+        acl=row[11],
     )
 
 

@@ -482,6 +482,7 @@ class Store(BucketConfigMethods):
         headers: dict[str, str] | None = None,
         checksum_algorithm: str | None = None,
         checksum_type: str | None = None,
+        acl: str | None = None,
     ) -> _multipart.UploadInfo:
         """Start a multipart upload of ``bucket/key`` (authorized as ``s3:PutObject``).
 
@@ -490,12 +491,14 @@ class Store(BucketConfigMethods):
         ``crc32c``, ``sha1``, ``sha256``, ``crc64nvme``) is computed for every
         part, and ``checksum_type`` (``COMPOSITE``, ``FULL_OBJECT``) says how
         the object's checksum is made from them; S3's rules on which go
-        together apply (`InvalidArgument` otherwise). Returns the upload; its
+        together apply (`InvalidArgument` otherwise). ``acl`` is the completed
+        object's canned ACL (private by default). Returns the upload; its
         ``upload_id`` names it from now on.
         """
         return _multipart.create_upload(
             self, bucket, key, content_type=content_type, metadata=metadata, tags=tags,
             headers=headers, checksum_algorithm=checksum_algorithm, checksum_type=checksum_type,
+            acl=acl,
         )  # fmt: skip
 
     def upload_part(

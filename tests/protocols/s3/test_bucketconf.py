@@ -354,6 +354,23 @@ def test_object_acl(s3: Any, bucket: str) -> None:
     assert error_code(error) == ("InvalidArgument", 400)
 
 
+def test_multipart_upload_acl_applies_to_the_completed_object(s3: Any, bucket: str) -> None:
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp", ACL="public-read")
+    part = s3.upload_part(
+        Bucket=bucket, Key="mp", UploadId=upload["UploadId"], PartNumber=1, Body=b"only part"
+    )
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="mp",
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    assert ("Group", ALL_USERS, "READ") in _grants(s3.get_object_acl(Bucket=bucket, Key="mp"))
+    with pytest.raises(ClientError) as error:
+        s3.create_multipart_upload(Bucket=bucket, Key="mp", ACL="bogus")  # type: ignore[arg-type]
+    assert error_code(error) == ("InvalidArgument", 400)
+
+
 def test_object_acls_per_version(s3: Any, bucket: str) -> None:
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     first = s3.put_object(Bucket=bucket, Key="k", Body=b"1", ACL="public-read")["VersionId"]

@@ -126,6 +126,7 @@ async def create_multipart_upload(gateway: S3Gateway, request: Request) -> Respo
         metadata=user_metadata(headers),
         tags=parse_tagging_header(headers.get("x-amz-tagging")),
         headers=stored_headers(headers),
+        acl=headers.get("x-amz-acl"),
         checksum_algorithm=algorithm,
         checksum_type=kind,
     )
