@@ -492,6 +492,25 @@ def test_parts_survive_gc_and_abort_releases_their_chunks(t0s: tier0.Tier0) -> N
     _assert_clean(t0s)
 
 
+def test_gc_aborts_uploads_past_their_expiry(tmp_path: pathlib.Path, meta_url: str) -> None:
+    config = StoreConfig(part_bytes_min=PART, upload_expiry_s=3600)
+    with tier0.open(tmp_path / "data", meta=meta_url, config=config) as t0:
+        t0.create_bucket("bkt")
+        _upload(t0, "young", _data(2 * MiB, 1))
+        assert t0.gc(grace_s=0).uploads_expired == 0  # an hour to go
+        chunks = t0.stats().chunk_count
+        assert chunks >= 1
+    expiring = StoreConfig(part_bytes_min=PART, upload_expiry_s=0)
+    with tier0.open(tmp_path / "data", meta=meta_url, config=expiring) as t0:
+        report = t0.gc()
+        assert report.uploads_expired == 1
+        assert report.chunks_deleted == 0  # released now: the grace period starts
+        assert t0.list_multipart_uploads("bkt").uploads == []
+        assert t0.stats().unreferenced_chunks == chunks
+        assert t0.gc(grace_s=0).chunks_deleted == chunks
+        _assert_clean(t0)
+
+
 def test_check_counts_part_references_and_finds_drift(t0s: tier0.Tier0) -> None:
     _upload(t0s, "k", _data(PART, 1))
     _assert_clean(t0s)

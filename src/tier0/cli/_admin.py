@@ -366,7 +366,8 @@ def gc_command(session: Session, grace_s: float | None) -> None:
         report = t0.gc(grace_s=grace_s)
     click.echo(
         f"gc: deleted {report.chunks_deleted} chunks ({human_bytes(report.bytes_freed)} freed), "
-        f"{report.orphans_deleted} orphan files; kept {report.chunks_kept_busy} chunks in use"
+        f"{report.orphans_deleted} orphan files, {report.uploads_expired} expired multipart"
+        f" uploads; kept {report.chunks_kept_busy} chunks in use"
     )
 
 

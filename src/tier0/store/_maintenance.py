@@ -26,6 +26,7 @@ from typing import Final
 
 from tier0.errors import ChunkError
 from tier0.meta import Connection, WriteTx
+from tier0.store import _multipart
 from tier0.store._chunking import chunk_name, declared_length, decode_chunk
 from tier0.store._manifest import Manifest
 from tier0.store._multipart_integrity import check_multipart
@@ -41,7 +42,17 @@ _CONDEMNED: Final = 1
 def collect(kernel: Kernel, *, grace_s: float | None = None) -> GCReport:
     """Reclaim chunks unreferenced for longer than ``grace_s`` (the configured grace by default)."""
     grace_s = kernel.config.gc_grace_s if grace_s is None else grace_s
-    deleted = kept = freed = 0
+    deleted = kept = freed = expired = 0
+    upload_cutoff_us = int((time.time() - kernel.config.upload_expiry_s) * 1_000_000)
+    while True:
+        aborted = kernel.committer.run(
+            functools.partial(
+                _multipart.expire_uploads, cutoff_us=upload_cutoff_us, limit=CONDEMN_BATCH_MAX
+            )
+        )
+        expired += aborted
+        if aborted < CONDEMN_BATCH_MAX:
+            break
     while True:
         cutoff_us = int((time.time() - grace_s) * 1_000_000)
         condemned = kernel.committer.run(functools.partial(_condemn, cutoff_us=cutoff_us))
@@ -64,7 +75,11 @@ def collect(kernel: Kernel, *, grace_s: float | None = None) -> GCReport:
             break
     orphans = _sweep_orphans(kernel, grace_s)
     return GCReport(
-        chunks_deleted=deleted, bytes_freed=freed, chunks_kept_busy=kept, orphans_deleted=orphans
+        chunks_deleted=deleted,
+        bytes_freed=freed,
+        chunks_kept_busy=kept,
+        orphans_deleted=orphans,
+        uploads_expired=expired,
     )
 
 

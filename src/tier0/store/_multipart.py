@@ -563,6 +563,32 @@ def abort_upload(store: Store, bucket: str, key: str, upload_id: str) -> None:
     store._commit_write("s3:AbortMultipartUpload", bucket, resource, decision, abort)
 
 
+def expire_uploads(tx: WriteTx, *, cutoff_us: int, limit: int) -> int:
+    """Abort up to ``limit`` uploads begun before ``cutoff_us``; how many it aborted.
+
+    An upload nobody completes or aborts would hold its parts' chunks for
+    ever; S3 leaves that to a lifecycle rule, tier0's garbage collection does
+    it after `StoreConfig.upload_expiry_s`. Their chunks then wait out the GC
+    grace period like any other released chunk.
+    """
+    ids = [
+        row[0]
+        for row in tx.query_all(
+            "SELECT upload_id FROM t0_uploads WHERE created_us < ? ORDER BY created_us LIMIT ?",
+            (cutoff_us, limit),
+        )
+    ]
+    held: collections.Counter[bytes] = collections.Counter()
+    for upload_id in ids:
+        for (manifest,) in tx.query_all(
+            "SELECT manifest FROM t0_upload_parts WHERE upload_id = ?", (upload_id,)
+        ):
+            held.update(_hashes(manifest))
+        _delete_upload(tx, upload_id)
+    _release_counts(tx, held)
+    return len(ids)
+
+
 def discard_bucket_uploads(tx: WriteTx, bucket: str) -> None:
     """Drop every upload in ``bucket`` and release its parts (the bucket is being deleted).
 

@@ -91,6 +91,9 @@ class StoreConfig:
     #: Every part of a multipart upload but the last must be at least this
     #: large (S3's 5 MiB); tests may lower it to stay fast.
     part_bytes_min: int = 5 * 1024 * 1024
+    #: Multipart uploads neither completed nor aborted within this long are
+    #: aborted by garbage collection (their parts' chunks then go too).
+    upload_expiry_s: float = 7 * 24 * 3600.0
 
 
 @dataclass

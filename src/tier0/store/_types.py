@@ -149,3 +149,5 @@ class GCReport:
     bytes_freed: int
     chunks_kept_busy: int
     orphans_deleted: int
+    #: Multipart uploads older than ``StoreConfig.upload_expiry_s``, aborted.
+    uploads_expired: int = 0
