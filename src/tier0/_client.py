@@ -173,7 +173,7 @@ class Tier0(Store):
         self, query: str, *, timeout_s: float | None = None, rows_max: int | None = None
     ) -> QueryResult:
         """Read-only SQL over the live catalog (views ``objects``, ``versions``, ``prefixes``,
-        ``buckets``, ``events``, ``principals``, ``audit``), in PostgreSQL's dialect on
+        ``buckets``, ``events``, ``uploads``, ``principals``, ``audit``), in PostgreSQL's dialect on
         every backend.
 
         A query sees every write that returned before it started. Other

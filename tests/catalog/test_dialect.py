@@ -286,7 +286,9 @@ def test_writes_and_non_catalog_relations_are_refused(
 def test_refusal_names_the_relations_that_exist(catalog: Catalog) -> None:
     with pytest.raises(SQLNotAllowed, match="t0_versions") as refused:
         catalog.query("SELECT * FROM t0_versions")
-    assert "objects, versions, prefixes, buckets, events, principals, audit" in str(refused.value)
+    assert "objects, versions, prefixes, buckets, events, principals, audit, uploads" in str(
+        refused.value
+    )
     with pytest.raises(SQLNotAllowed, match="pg_read_file"):
         catalog.query("SELECT pg_read_file('x')")
     with pytest.raises(SQLNotAllowed, match="DELETE"):

@@ -652,3 +652,18 @@ def test_multipart_actions_are_authorized_separately(t0s: tier0.Tier0) -> None:
         ("s3:AbortMultipartUpload", 0): 1,
         ("s3:AbortMultipartUpload", 1): 1,
     }
+
+
+def test_uploads_in_progress_are_in_the_catalog(t0s: tier0.Tier0) -> None:
+    upload_id, _ = _upload(t0s, "big/file", _data(PART, 1), _data(300, 2))
+    t0s.create_multipart_upload("bkt", "empty")
+    rows = t0s.sql("SELECT key, upload_id, parts, bytes, initiator FROM uploads ORDER BY key").rows
+    assert [tuple(row) for row in rows] == [
+        ("big/file", upload_id, 2, PART + 300, "root"),
+        ("empty", rows[1][1], 0, 0, "root"),
+    ]
+    # Scoped like every catalog view: another principal sees only its buckets.
+    other, _ = t0s.create_user("other")
+    assert t0s.as_principal(other).sql("SELECT count(*) FROM uploads").rows[0][0] == 0
+    t0s.abort_multipart_upload("bkt", "big/file", upload_id)
+    assert [r[0] for r in t0s.sql("SELECT key FROM uploads").rows] == ["empty"]

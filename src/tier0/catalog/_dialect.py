@@ -1,11 +1,11 @@
 """The catalog's SQL dialect: what a query may say, and how it reaches each engine.
 
 Users write PostgreSQL-flavoured SQL against the catalog views (``objects``,
-``versions``, ``buckets``, ``events``, ``principals``, ``audit``). A query is
-parsed with sqlglot, checked against an allowlist of the grammar, rewritten
-for the caller's bucket visibility, and generated for the backend's engine
-(`compile_plan`). Read-only holds three times over: the allowlist admits one
-SELECT and no function that reaches outside the catalog; every relation must be
+``versions``, ``prefixes``, ``buckets``, ``events``, ``uploads``, ``principals``,
+``audit``). A query is parsed with sqlglot, checked against an allowlist of
+the grammar, rewritten for the caller's bucket visibility, and generated for
+the backend's engine (`compile_plan`). Read-only holds three times over: the
+allowlist admits one SELECT and no function that reaches outside the catalog; every relation must be
 a catalog view or one of the query's own CTEs; and the engine refuses writes
 anyway (SQLite's ``query_only``, PostgreSQL's ``READ ONLY`` transaction; see
 `tier0.catalog._catalog`).

@@ -230,6 +230,11 @@ CREATE VIEW principals AS
 CREATE VIEW audit AS
     SELECT id, {ts(time_us)} AS time, principal, action, resource, allowed, reason
     FROM t0_audit;
+CREATE VIEW uploads AS
+    SELECT u.bucket, u.key, u.upload_id, u.initiator, {ts(u.created_us)} AS initiated,
+           count(p.part_number) AS parts, coalesce(sum(p.size), 0) AS bytes
+    FROM t0_uploads u LEFT JOIN t0_upload_parts p ON p.upload_id = u.upload_id
+    GROUP BY u.bucket, u.key, u.upload_id, u.initiator, u.created_us;
 """
 
 #: The relations SQL over the catalog may read, and nothing else.
@@ -241,6 +246,7 @@ CATALOG_VIEWS: Final = (
     "events",
     "principals",
     "audit",
+    "uploads",
 )
 
 
@@ -249,7 +255,7 @@ def render_ddl(dialect: str) -> list[str]:
     types = _TYPES[dialect]
     tables = _TABLES.format(**types)
     views = _VIEWS
-    for col in ("created_us", "modified_us", "time_us"):
+    for col in ("created_us", "modified_us", "time_us", "u.created_us"):
         views = views.replace("{ts(" + col + ")}", _TIMESTAMP[dialect].format(col=col))
     statements = [s.strip() for s in tables.split(";") if s.strip()]
     for view in (s.strip() for s in views.split(";") if s.strip()):
