@@ -87,6 +87,7 @@ from tier0.store._names import (
     validate_prefix,
     validate_tags,
 )
+from tier0.store._paging import Cursor, fetch_keyset, resume_point, walk
 from tier0.store._reader import ObjectReader, iter_range
 from tier0.store._types import ObjectInfo, PartInfo, from_us
 from tier0.store._writer import ingest
@@ -629,20 +630,19 @@ def list_uploads(
         raise InvalidArgument(f"limit must be 1..{LIST_UPLOADS_MAX}, got {limit}")
     store._authorize("s3:ListBucketMultipartUploads", f"/{bucket}", owner=store._owner(bucket))
     upper = prefix_successor(prefix)
-    key, inclusive = _store._resume_point(prefix, delimiter, key_marker)
+    key, inclusive = resume_point(prefix, delimiter, key_marker)
     with store._kernel.meta.reader() as db:
 
-        def fetch(cursor: tuple[str, bool, Any], want: int) -> list[Any]:
-            return _store._fetch(
+        def fetch(cursor: Cursor, want: int) -> list[Any]:
+            return fetch_keyset(
                 db, "bucket = ?", [bucket], cursor, upper, "key, upload_id", want,
                 select=f"SELECT {_UPLOAD_COLUMNS} FROM t0_uploads",
                 after_within_key="upload_id > ?",
             )  # fmt: skip
 
-        # _walk hands the cursor's third element (a version seq there, an upload id
-        # here: row[0] either way) back to ``fetch`` untouched.
-        start: Any = (key, inclusive, None if inclusive else upload_id_marker)
-        rows, prefixes, truncated = _store._walk(fetch, start, prefix, delimiter, limit)
+        # The cursor resumes within a key after an upload id (row[0] of a row).
+        start: Cursor = (key, inclusive, None if inclusive else upload_id_marker)
+        rows, prefixes, truncated = walk(fetch, start, prefix, delimiter, limit)
     uploads = [_upload_info(row) for row in rows]
     if not truncated:
         return UploadPage(uploads, prefixes, False, None, None)

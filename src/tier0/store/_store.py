@@ -35,7 +35,7 @@ from tier0.identity import (
     RequestContext,
     validate_canned_acl,
 )
-from tier0.meta import Committer, Connection, MetaBackend, WriteTx
+from tier0.meta import Committer, MetaBackend, WriteTx
 from tier0.store import _bucketconf, _multipart, _ops
 from tier0.store._bucketconf import BucketConfigMethods
 from tier0.store._checksums import Expected, parse_checksums, verify
@@ -43,21 +43,18 @@ from tier0.store._chunking import ChunkingPolicy, decode_chunk, encode_chunk
 from tier0.store._chunks import ChunkBackend
 from tier0.store._manifest import Manifest
 from tier0.store._names import (
-    prefix_successor,
     validate_bucket_name,
     validate_key,
     validate_metadata,
-    validate_prefix,
     validate_tags,
 )
+from tier0.store._paging import LIST_LIMIT_MAX, ListingMethods
 from tier0.store._reader import ObjectReader, iter_range
 from tier0.store._types import (
     BucketInfo,
     DeleteResult,
-    ListPage,
     ObjectInfo,
     Versioning,
-    VersionPage,
     from_us,
 )
 from tier0.store._writer import ingest
@@ -65,7 +62,6 @@ from tier0.store._writer import ingest
 T = TypeVar("T")
 
 READ_BLOCK_BYTES: Final = 1024 * 1024
-LIST_LIMIT_MAX: Final = 1000
 OWNERS_CACHED_MAX: Final = 100_000
 DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
 STANDARD_HEADERS: Final = frozenset(
@@ -128,7 +124,7 @@ def _blocks(source: Source) -> Iterator[bytes]:
         yield bytes(block)
 
 
-class Store(BucketConfigMethods):
+class Store(BucketConfigMethods, ListingMethods):
     """Buckets and objects, as seen by one principal.
 
     ``context`` is what the protocol knows of the request this store serves
@@ -628,104 +624,6 @@ class Store(BucketConfigMethods):
         ``reader.offset`` is where the part starts; ``reader.info.parts`` lists them all."""
         return _multipart.read_part(self, bucket, key, part_number, version_id=version_id)
 
-    # -- listing ---------------------------------------------------------------------------
-
-    def list(
-        self,
-        bucket: str,
-        *,
-        prefix: str = "",
-        delimiter: str | None = None,
-        start_after: str | None = None,
-        limit: int = LIST_LIMIT_MAX,
-    ) -> ListPage:
-        """One page of current objects in key order (UTF-8 byte order, like S3).
-
-        With a ``delimiter``, keys that hold it after ``prefix`` are rolled up
-        into ``prefixes`` (S3's CommonPrefixes). Each object or prefix counts
-        toward ``limit`` (1..1000).
-        """
-        validate_prefix(prefix)
-        if not 1 <= limit <= LIST_LIMIT_MAX:
-            raise InvalidArgument(f"limit must be 1..{LIST_LIMIT_MAX}, got {limit}")
-        self._authorize(
-            "s3:ListBucket",
-            f"/{bucket}",
-            owner=self._owner(bucket),
-            params={"s3:prefix": prefix, "s3:delimiter": delimiter, "s3:max-keys": str(limit)},
-        )
-        key, inclusive = _resume_point(prefix, delimiter, start_after)
-        upper = prefix_successor(prefix)
-        where = "bucket = ? AND is_latest = 1 AND is_delete_marker = 0"
-        with self._kernel.meta.reader() as db:
-
-            def fetch(cursor: _Cursor, want: int) -> list[Any]:
-                # One current row per key: resuming after a key needs no seq.
-                return _fetch(db, where, [bucket], (*cursor[:2], None), upper, "key", want)
-
-            rows, prefixes, truncated = _walk(
-                fetch, (key, inclusive, None), prefix, delimiter, limit
-            )
-        objects = [_ops.row_to_info(row) for row in rows]
-        if not truncated:
-            return ListPage(objects, prefixes, False, None)
-        return ListPage(objects, prefixes, True, _last(objects, prefixes))
-
-    def iter_objects(self, bucket: str, *, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every current object under ``prefix``, page by page."""
-        start_after = None
-        while True:
-            page = self.list(bucket, prefix=prefix, start_after=start_after)
-            yield from page.objects
-            if not page.truncated:
-                return
-            start_after = page.next_start_after
-
-    def list_versions(
-        self,
-        bucket: str,
-        *,
-        prefix: str = "",
-        delimiter: str | None = None,
-        key_marker: str | None = None,
-        version_marker: str | None = None,
-        limit: int = LIST_LIMIT_MAX,
-    ) -> VersionPage:
-        """One page of versions and delete markers: key ascending, newest first."""
-        validate_prefix(prefix)
-        if not 1 <= limit <= LIST_LIMIT_MAX:
-            raise InvalidArgument(f"limit must be 1..{LIST_LIMIT_MAX}, got {limit}")
-        self._authorize(
-            "s3:ListBucketVersions",
-            f"/{bucket}",
-            owner=self._owner(bucket),
-            params={"s3:prefix": prefix, "s3:delimiter": delimiter, "s3:max-keys": str(limit)},
-        )
-        upper = prefix_successor(prefix)
-        with self._kernel.meta.reader() as db:
-            after_seq = None
-            if key_marker is not None and version_marker is not None:
-                row = db.query_one(
-                    "SELECT seq FROM t0_versions WHERE bucket = ? AND key = ? AND version_id = ?",
-                    (bucket, key_marker, version_marker),
-                )
-                if row is None:
-                    raise NoSuchVersion(
-                        f"version marker {version_marker!r} is not a version of {key_marker!r}"
-                    )
-                after_seq = row[0]
-            key, inclusive = _resume_point(prefix, delimiter, key_marker)
-
-            def fetch(cursor: _Cursor, want: int) -> list[Any]:
-                return _fetch(db, "bucket = ?", [bucket], cursor, upper, "key, seq DESC", want)
-
-            start: _Cursor = (key, inclusive, None if inclusive else after_seq)
-            rows, prefixes, truncated = _walk(fetch, start, prefix, delimiter, limit)
-        versions = [_ops.row_to_info(row) for row in rows]
-        if not truncated:
-            return VersionPage(versions, prefixes, False, None, None)
-        return _truncated_versions(versions, prefixes)
-
     # -- internals -------------------------------------------------------------------------
 
     def _authorize(
@@ -874,121 +772,6 @@ class Store(BucketConfigMethods):
 def _digest(checksum: str) -> bytes:
     """The BLAKE3 digest in a ``blake3:<hex>`` checksum."""
     return bytes.fromhex(checksum.removeprefix("blake3:"))
-
-
-#: Where a listing resumes: (key, inclusive, seq). With ``inclusive`` it starts
-#: at ``key``; else just after ``key``, or after version ``seq`` of it when set.
-_Cursor = tuple[str, bool, int | None]
-
-
-def _fetch(
-    db: Connection,
-    where: str,
-    params: list[Any],
-    cursor: tuple[str, bool, Any],
-    upper: str | None,
-    order: str,
-    want: int,
-    *,
-    select: str = f"SELECT {_ops.VERSION_COLUMNS} FROM t0_versions",
-    after_within_key: str = "seq < ?",
-) -> list[Any]:
-    """Up to ``want`` rows of ``select`` matching ``where`` from ``cursor`` on, below ``upper``.
-
-    Keyset pagination: the cursor's third element, when set, resumes within
-    its key (``after_within_key``: a version's seq by default, newest first).
-    """
-    key, inclusive, within = cursor
-    sql = f"{select} WHERE {where}"
-    params = [*params]
-    if inclusive:
-        sql += " AND key >= ?"
-        params.append(key)
-    elif within is not None:
-        sql += f" AND (key > ? OR (key = ? AND {after_within_key}))"
-        params += [key, key, within]
-    else:
-        sql += " AND key > ?"
-        params.append(key)
-    if upper is not None:
-        sql += " AND key < ?"
-        params.append(upper)
-    return db.query_all(f"{sql} ORDER BY {order} LIMIT ?", (*params, want))
-
-
-def _walk(
-    fetch: Callable[[_Cursor, int], list[Any]],
-    cursor: _Cursor,
-    prefix: str,
-    delimiter: str | None,
-    limit: int,
-) -> tuple[list[Any], list[str], bool]:
-    """Rows and common prefixes in key order, ``limit`` of them together, and whether more follow.
-
-    Keys holding ``delimiter`` after ``prefix`` roll up into one common prefix
-    each. The rows under a prefix just listed are skipped within a fetched
-    page; when a page runs out, the next fetch seeks past the prefix, so a
-    prefix over millions of keys costs one seek, not a scan.
-    """
-    rows_out: list[Any] = []
-    prefixes: list[str] = []
-    while True:
-        want = limit - len(rows_out) - len(prefixes) + 1
-        rows = fetch(cursor, want)
-        if not rows:
-            return rows_out, prefixes, False
-        rolled_into: str | None = None
-        for row in rows:
-            key = row[2]
-            if rolled_into is not None and key.startswith(rolled_into):
-                continue  # under the common prefix just listed: counted once
-            if len(rows_out) + len(prefixes) == limit:
-                return rows_out, prefixes, True
-            cut = key.find(delimiter, len(prefix)) if delimiter else -1
-            if cut >= 0:
-                rolled_into = key[: cut + len(delimiter or "")]
-                prefixes.append(rolled_into)
-                following = prefix_successor(rolled_into)
-                if following is None:
-                    return rows_out, prefixes, False
-                cursor = (following, True, None)
-                continue
-            rows_out.append(row)
-            cursor = (key, False, row[0])
-        if len(rows) < want:
-            return rows_out, prefixes, False
-
-
-def _resume_point(prefix: str, delimiter: str | None, marker: str | None) -> tuple[str, bool]:
-    """Where a listing starts: (key, inclusive).
-
-    A marker that is itself a common prefix (as ``next_start_after`` is when a
-    page ended on one) resumes after every key under it, as S3 does; any
-    other marker resumes just after itself.
-    """
-    if marker is None or marker < prefix:
-        return prefix, True
-    if (
-        delimiter
-        and marker.endswith(delimiter)
-        and marker.find(delimiter, len(prefix)) == len(marker) - len(delimiter)
-    ):
-        following = prefix_successor(marker)
-        if following is not None:
-            return following, True
-    return marker, False
-
-
-def _truncated_versions(versions: list[ObjectInfo], prefixes: list[str]) -> VersionPage:
-    """A full page; its markers name the last entry (a version, or a common prefix)."""
-    if versions and (not prefixes or versions[-1].key > prefixes[-1]):
-        return VersionPage(versions, prefixes, True, versions[-1].key, versions[-1].version_id)
-    return VersionPage(versions, prefixes, True, prefixes[-1], None)
-
-
-def _last(objects: list[ObjectInfo], prefixes: list[str]) -> str:
-    candidates = [o.key for o in objects[-1:]] + prefixes[-1:]
-    return max(candidates)
 
 
 def _normal_headers(headers: dict[str, str] | None) -> dict[str, str]:
