@@ -252,7 +252,11 @@ def test_an_endless_header_line_is_cut_early(server: ServeProcess) -> None:
             while sent < 64 * MiB and not wire.readable(0):
                 wire.send(b"a" * 65536)
                 sent += 65536
-        assert sent < 4 * MiB
+        # A server that buffered the line would read on to the client's 64 MiB;
+        # this one answers after ~8 KiB. What the client pushes before it sees
+        # the answer depends on scheduling and socket buffers (several MiB on
+        # loopback when the machine is busy), hence the wide margin.
+        assert sent < 16 * MiB
         status, _, body = wire.answer()
         assert (status, code(body)) == (400, "RequestHeaderSectionTooLarge")
 

@@ -28,7 +28,13 @@ from botocore.exceptions import ClientError
 import tier0
 from tests.protocols.s3.live import ACCESS, REGION, SECRET, error_code
 from tests.server.test_serve import ServeProcess, _self_signed, clean_environment
-from tier0.protocols.s3._xml import S3_NAMESPACE, CompletedPart, parse_complete_multipart_upload
+from tier0.protocols.s3._xml import (
+    S3_NAMESPACE,
+)
+from tier0.protocols.s3._xml_multipart import (
+    CompletedPart,
+    parse_complete_multipart_upload,
+)
 
 pytestmark = pytest.mark.slow
 

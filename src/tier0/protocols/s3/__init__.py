@@ -89,7 +89,6 @@ from tier0.protocols.s3._xml import (
     PART_NUMBER_MAX,
     S3_NAMESPACE,
     XML_BYTES_MAX,
-    CompletedPart,
     Deleted,
     DeleteError,
     DeleteRequest,
@@ -98,17 +97,14 @@ from tier0.protocols.s3._xml import (
     VersioningConfiguration,
     escape_text,
     format_timestamp,
-    parse_complete_multipart_upload,
     parse_create_bucket_configuration,
     parse_delete,
     parse_tagging,
     parse_versioning_configuration,
     parse_xml,
-    render_complete_multipart_upload,
     render_copy_object_result,
     render_delete_result,
     render_get_object_attributes,
-    render_initiate_multipart_upload,
     render_list_buckets,
     render_list_objects_v1,
     render_list_objects_v2,
@@ -116,6 +112,12 @@ from tier0.protocols.s3._xml import (
     render_location_constraint,
     render_tagging,
     render_versioning_configuration,
+)
+from tier0.protocols.s3._xml_multipart import (
+    CompletedPart,
+    parse_complete_multipart_upload,
+    render_complete_multipart_upload,
+    render_initiate_multipart_upload,
 )
 
 __all__ = [

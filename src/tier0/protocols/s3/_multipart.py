@@ -76,6 +76,8 @@ from tier0.protocols.s3._xml import (
     CHECKSUM_ELEMENTS,
     COMPLETE_XML_BYTES_MAX,
     PART_NUMBER_MAX,
+)
+from tier0.protocols.s3._xml_multipart import (
     parse_complete_multipart_upload,
     render_complete_multipart_upload,
     render_copy_part_result,
