@@ -177,14 +177,16 @@ class Store(BucketConfigMethods, ListingMethods):
             self._kernel.authorizer.rules.forget(name)
         self._kernel.owners.pop(name, None)
 
-    def head_bucket(self, name: str) -> BucketInfo:
+    def head_bucket(self, name: str, *, action: str = "s3:ListBucket") -> BucketInfo:
+        """The bucket's description, authorized as ``action`` (S3's HeadBucket needs
+        ListBucket; GetBucketVersioning and GetBucketLocation have their own)."""
         with self._kernel.meta.reader() as db:
             row = db.query_one(
                 "SELECT name, owner, versioning, created_us FROM t0_buckets WHERE name = ?", (name,)
             )
         if row is None:
             raise NoSuchBucket(f"bucket {name!r} does not exist")
-        self._authorize("s3:ListBucket", f"/{name}", owner=row[1], deferred=False)
+        self._authorize(action, f"/{name}", owner=row[1], deferred=False)
         return BucketInfo(row[0], row[1], row[2], from_us(row[3]))
 
     def list_buckets(self) -> list[BucketInfo]:
@@ -205,7 +207,7 @@ class Store(BucketConfigMethods, ListingMethods):
         self._kernel.committer.run(lambda tx: _ops.set_versioning(tx, name, status, decision))
 
     def get_versioning(self, name: str) -> Versioning:
-        return self.head_bucket(name).versioning
+        return self.head_bucket(name, action="s3:GetBucketVersioning").versioning
 
     # -- objects ---------------------------------------------------------------------------
 

@@ -326,3 +326,35 @@ def test_authenticated_read_admits_signed_requests_only(
     s3.put_object(Bucket=bucket, Key="members", Body=b"m", ACL="authenticated-read")
     assert alice.get_object(Bucket=bucket, Key="members")["Body"].read() == b"m"
     assert _anonymous(f"{server.url}/{bucket}/members")[0] == 403
+
+
+def test_bucket_reads_are_authorized_as_their_own_actions(
+    server: ServeProcess, s3: Any, bucket: str, alice: Any
+) -> None:
+    # GetBucketVersioning and GetBucketLocation are actions of their own, not ListBucket.
+    s3.put_bucket_policy(
+        Bucket=bucket,
+        Policy=_policy(
+            _statement(
+                "Allow",
+                {"AWS": "alice"},
+                ["s3:GetBucketVersioning", "s3:GetBucketLocation"],
+                f"arn:aws:s3:::{bucket}",
+            )
+        ),
+    )
+    assert alice.get_bucket_versioning(Bucket=bucket).get("Status") is None
+    assert alice.get_bucket_location(Bucket=bucket)["LocationConstraint"] is None
+    with pytest.raises(ClientError) as error:
+        alice.list_objects_v2(Bucket=bucket)
+    assert error_code(error) == ("AccessDenied", 403)
+    s3.put_bucket_policy(
+        Bucket=bucket,
+        Policy=_policy(
+            _statement("Allow", {"AWS": "alice"}, "s3:ListBucket", f"arn:aws:s3:::{bucket}")
+        ),
+    )
+    assert alice.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    with pytest.raises(ClientError) as error:
+        alice.get_bucket_versioning(Bucket=bucket)
+    assert error_code(error) == ("AccessDenied", 403)

@@ -76,7 +76,9 @@ async def put_bucket_versioning(gateway: S3Gateway, request: Request) -> Respons
     if configuration.status is None:
         # S3 documents Status as optional: a configuration without one leaves
         # the bucket as it is (once the bucket is known to exist).
-        await gateway.run_blocking(request.actor.head_bucket, request.bucket)
+        await gateway.run_blocking(
+            request.actor.head_bucket, request.bucket, action="s3:PutBucketVersioning"
+        )
     else:
         await gateway.run_blocking(
             request.actor.set_versioning, request.bucket, configuration.status
@@ -85,7 +87,9 @@ async def put_bucket_versioning(gateway: S3Gateway, request: Request) -> Respons
 
 
 async def get_bucket_location(gateway: S3Gateway, request: Request) -> Response:
-    await gateway.run_blocking(request.actor.head_bucket, request.bucket)
+    await gateway.run_blocking(
+        request.actor.head_bucket, request.bucket, action="s3:GetBucketLocation"
+    )
     return xml_response(render_location_constraint(gateway.region))
 
 
