@@ -589,7 +589,6 @@ def test_a_filesystem_survives_pickling(data_dir: pathlib.Path) -> None:
     assert revived.cat_file("bkt/k") == b"v"
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 # Python 3.12+ warns that forking a threaded process is risky; that risk, for
 # the store's threads, is exactly what this test exercises.
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")

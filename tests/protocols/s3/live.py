@@ -7,6 +7,9 @@ one server is started per test module.
 from __future__ import annotations
 
 import itertools
+import os
+import threading
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -38,3 +41,31 @@ def error_code(error: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
     """(S3 error code, HTTP status) of a failed boto3 call."""
     response = error.value.response
     return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+class RSSPeak:
+    """The largest RSS growth of process ``pid`` (this one by default) while the
+    ``with`` block runs, sampled every 10 ms."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self._pid = os.getpid() if pid is None else pid
+        self._stop = threading.Event()
+        self.growth_bytes = 0
+
+    def _rss(self) -> int:
+        for line in Path(f"/proc/{self._pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
+    def _sample(self, base: int) -> None:
+        while not self._stop.wait(0.01):
+            self.growth_bytes = max(self.growth_bytes, self._rss() - base)
+
+    def __enter__(self) -> None:
+        self._thread = threading.Thread(target=self._sample, args=(self._rss(),))
+        self._thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -31,7 +31,7 @@ import uvicorn
 from botocore.exceptions import ClientError
 
 import tier0
-from tests.protocols.s3.live import ACCESS, SECRET, bucket_numbers, error_code, make_client
+from tests.protocols.s3.live import ACCESS, SECRET, RSSPeak, bucket_numbers, error_code, make_client
 from tests.protocols.s3.raw import signed_headers
 from tests.server.test_serve import ServeProcess
 from tier0.protocols.s3 import GatewayLimits, S3Gateway, create_s3_app
@@ -597,7 +597,7 @@ def test_a_flood_of_uploads_stays_within_the_limits(crowded: LimitedServer) -> N
     slow down, the gateway never holds more than its limits, and memory follows."""
     bucket = new_bucket(crowded.s3)
     body = os.urandom(MiB) * 4
-    rss = _RssPeak()
+    rss = RSSPeak()
 
     def upload(n: int) -> int:
         path = f"/{bucket}/flood{n}"
@@ -629,33 +629,6 @@ def test_a_flood_of_uploads_stays_within_the_limits(crowded: LimitedServer) -> N
     # 40 bodies held at once would be 160 MiB; the gateway holds at most five requests.
     assert rss.growth_bytes < 96 * MiB, rss.growth_bytes
     crowded.wait_idle()
-
-
-class _RssPeak:
-    """The largest RSS growth of this process while the block runs, sampled."""
-
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self.growth_bytes = 0
-
-    @staticmethod
-    def _rss() -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS")
-
-    def _sample(self, base: int) -> None:
-        while not self._stop.wait(0.01):
-            self.growth_bytes = max(self.growth_bytes, self._rss() - base)
-
-    def __enter__(self) -> None:
-        self._thread = threading.Thread(target=self._sample, args=(self._rss(),))
-        self._thread.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 # -- the parts, alone -----------------------------------------------------------------------

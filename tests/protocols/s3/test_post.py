@@ -7,10 +7,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,7 +19,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 
 import tier0
-from tests.protocols.s3.live import REGION, error_code, make_client
+from tests.protocols.s3.live import REGION, RSSPeak, error_code, make_client
 from tests.protocols.s3.raw import ROOT
 from tests.server.test_serve import ServeProcess
 
@@ -259,40 +257,13 @@ def test_post_streams_a_large_file(
     post = s3v4.generate_presigned_post(bucket, "large.bin")
     assert form_post(post["url"], post["fields"], ("warm.bin", block * 32)).status_code == 204
     data = block * 160
-    peak = _Peak(server.process.pid)
+    peak = RSSPeak(server.process.pid)
     with peak:
         response = form_post(post["url"], post["fields"], ("large.bin", data))
     assert response.status_code == 204, response.text
     assert response.headers["etag"] == f'"{hashlib.md5(data).hexdigest()}"'
     assert peak.growth_bytes < 64 * 1024 * 1024, peak.growth_bytes
     assert store.head(bucket, "large.bin").size == len(data)
-
-
-class _Peak:
-    """The largest RSS growth of process ``pid`` while the block runs, sampled."""
-
-    def __init__(self, pid: int) -> None:
-        self._pid = pid
-        self._stop = threading.Event()
-        self.growth_bytes = 0
-
-    def _rss(self) -> int:
-        for line in Path(f"/proc/{self._pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS")
-
-    def _sample(self, base: int) -> None:
-        while not self._stop.wait(0.01):
-            self.growth_bytes = max(self.growth_bytes, self._rss() - base)
-
-    def __enter__(self) -> None:
-        self._thread = threading.Thread(target=self._sample, args=(self._rss(),))
-        self._thread.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 # -- refusals: S3's code, and nothing written -----------------------------------------------
