@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -78,22 +79,94 @@ def test_concurrent_operations_share_commits_and_seq_stays_gap_free(backend: Met
 def test_a_failing_operation_does_not_take_its_batch_down(backend: MetaBackend) -> None:
     committer = Committer(backend)
     gate = threading.Event()
-    # Hold the committer busy so the next three operations land in one batch.
-    blocker = committer.submit(lambda tx: gate.wait(5))
-    first = committer.submit(_append("first"))
-    broken = committer.submit(_failing)
-    last = committer.submit(_append("last"))
+    outcomes: dict[str, object] = {}
+
+    def call(name: str, op: Callable[[WriteTx], object]) -> None:
+        try:
+            outcomes[name] = committer.run(op)
+        except Exception as error:
+            outcomes[name] = error
+
+    # Hold a commit open so that the next three operations queue behind it
+    # and are committed together, as one batch.
+    started = threading.Event()
+    blocker = threading.Thread(
+        target=call, args=("blocker", lambda tx: (started.set(), gate.wait(5))[1])
+    )
+    blocker.start()
+    assert started.wait(5)
+    callers = [
+        threading.Thread(target=call, args=(name, op))
+        for name, op in (
+            ("first", _append("first")),
+            ("broken", _failing),
+            ("last", _append("last")),
+        )
+    ]
+    for index, caller in enumerate(callers, start=1):
+        caller.start()
+        _wait_for(lambda index=index: committer.waiting == index)
+    commits_before = committer.statistics().commits
     gate.set()
-    blocker.result()
-    assert (first.result(), last.result()) == (1, 2)
-    with pytest.raises(Exception, match=r"(?i)null"):
-        broken.result()
+    for thread in [blocker, *callers]:
+        thread.join()
+    assert outcomes["blocker"] is True
+    assert (outcomes["first"], outcomes["last"]) == (1, 2)
+    assert isinstance(outcomes["broken"], Exception)
+    assert "null" in str(outcomes["broken"]).lower()
+    # The blocker's commit, then one for the three that queued behind it.
+    assert committer.statistics().commits == commits_before + 2
     committer.close()
     with backend.reader() as db:
         assert db.query_all("SELECT seq, type FROM t0_events ORDER BY seq") == [
             (1, "first"),
             (2, "last"),
         ]
+
+
+def test_a_lone_writer_commits_on_its_own_thread(backend: MetaBackend) -> None:
+    committer = Committer(backend)
+    threads: list[str] = []
+
+    def op(tx: WriteTx) -> int:
+        threads.append(threading.current_thread().name)
+        return _append("mine")(tx)
+
+    assert committer.run(op) == 1
+    assert threads == [threading.current_thread().name]
+    committer.close()
+
+
+def test_close_lets_the_commit_under_way_finish(backend: MetaBackend) -> None:
+    committer = Committer(backend)
+    started, gate = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def slow(tx: WriteTx) -> int:
+        started.set()
+        gate.wait(5)
+        return _append("x")(tx)
+
+    writer = threading.Thread(target=lambda: outcome.append(committer.run(slow)))
+    writer.start()
+    assert started.wait(5)
+    closer = threading.Thread(target=committer.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # close waits for the commit under way
+    gate.set()
+    closer.join(5)
+    writer.join(5)
+    assert outcome == [1]
+    with pytest.raises(MetaError, match="closed"):
+        committer.run(_append("late"))
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the committer"
+        time.sleep(0.005)
 
 
 def test_closed_committer_refuses_work(backend: MetaBackend) -> None:

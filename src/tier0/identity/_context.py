@@ -48,11 +48,10 @@ class RequestContext:
 
     def with_params(self, params: Mapping[str, str | None]) -> RequestContext:
         """This context with ``params`` added (keys lower-cased; None values left out)."""
-        merged = dict(self.params)
-        for name, value in params.items():
-            if value is not None:
-                merged[name.lower()] = value
-        return dataclasses.replace(self, params=merged)
+        added = {name.lower(): value for name, value in params.items() if value is not None}
+        if not added:
+            return self  # the common write: nothing to add, nothing to copy
+        return dataclasses.replace(self, params={**self.params, **added})
 
 
 EMPTY_CONTEXT: Final = RequestContext()
