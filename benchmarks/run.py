@@ -46,6 +46,7 @@ BENCHMARKS = {
     "inline": "bench_inline",
     "catalog": "bench_catalog",
     "s3": "bench_s3",
+    "db": "bench_db",
 }
 
 

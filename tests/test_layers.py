@@ -20,9 +20,20 @@ ALLOWED = {
     "catalog": {"meta"},
     "engine": {"meta"},
     "store": {"meta", "identity"},
-    "protocols": {"meta", "identity", "catalog", "engine", "store", "_client"},
-    "server": {"meta", "identity", "catalog", "engine", "store", "_client", "protocols"},
-    "cli": {"meta", "identity", "catalog", "engine", "store", "_client", "server", "protocols"},
+    "db": {"meta", "identity", "store", "catalog"},
+    "protocols": {"meta", "identity", "catalog", "db", "engine", "store", "_client"},
+    "server": {"meta", "identity", "catalog", "db", "engine", "store", "_client", "protocols"},
+    "cli": {
+        "meta",
+        "identity",
+        "catalog",
+        "db",
+        "engine",
+        "store",
+        "_client",
+        "server",
+        "protocols",
+    },
 }
 
 

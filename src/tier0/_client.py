@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tier0.catalog import Catalog, QueryResult
+
+if TYPE_CHECKING:  # the DataBase loads DuckDB and Arrow: only when first used
+    from tier0.db import Database, Engine, SchemaSpec, Table
 from tier0.engine import EventLog
-from tier0.errors import MetaUnavailable
+from tier0.errors import MetaError, MetaUnavailable, SQLNotAllowed, SQLSyntaxError
 from tier0.identity import (
     ROOT,
     Authorizer,
@@ -185,9 +189,36 @@ class Tier0(Store):
         self._kernel.authorizer.record(
             Decision(self.principal, "tier0:Sql", "/", True, "scoped to the buckets it may list")
         )
-        return self._owned.catalog.query(
-            query, visible_buckets=visible, timeout_s=timeout_s, rows_max=rows_max
-        )
+        from tier0.db import parse_sql, reads_catalog_only
+
+        catalog = self._owned.catalog
+        try:
+            statements = parse_sql(query)
+        except (SQLSyntaxError, SQLNotAllowed):
+            statements = None  # the catalog's own checks will say what is wrong
+        if statements is None or reads_catalog_only(statements):
+            return catalog.query(
+                query, visible_buckets=visible, timeout_s=timeout_s, rows_max=rows_max
+            )
+        result = self.db.execute(statements, timeout_s=timeout_s or catalog.timeout_s)
+        rows_max = catalog.rows_max if rows_max is None else rows_max
+        rows = [tuple(row.values()) for row in result.slice(0, rows_max).to_pylist()]
+        return QueryResult(result.column_names, rows, truncated=result.num_rows > rows_max)
+
+    @property
+    def db(self) -> Database:
+        """Tables and SQL over tables, files and the catalog (see `tier0.db`)."""
+        from tier0.db import Database
+
+        return Database(self, self._owned.engine(), self._owned.catalog, self._visible_buckets)
+
+    def create_table(self, path: str, schema: SchemaSpec, *, exist_ok: bool = False) -> Table:
+        """Create table ``bucket/name`` (see `tier0.db.Database.create_table`)."""
+        return self.db.create_table(path, schema, exist_ok=exist_ok)
+
+    def table(self, path: str) -> Table:
+        """Table ``bucket/name``; `NoSuchTable` if there is none."""
+        return self.db.table(path)
 
     @property
     def events(self) -> EventLog:
@@ -256,6 +287,9 @@ class Tier0(Store):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _visible_buckets(self) -> list[str] | None:
+        return None if self.principal.is_root else self._listable_buckets()
+
     def _listable_buckets(self) -> list[str]:
         with self._kernel.meta.reader() as db:
             rows = db.query_all("SELECT name, owner FROM t0_buckets ORDER BY name")
@@ -279,13 +313,29 @@ class _Owned:
         self.events = EventLog(kernel.meta)
         self.principals = Principals(kernel.meta, kernel.committer)
         self.root_credential = root_credential
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
         self._closed = False
+
+    def engine(self) -> Engine:
+        """The DataBase's DuckDB, started on first use (~15 ms, and memory)."""
+        with self._engine_lock:
+            if self._closed:
+                raise MetaError("the store is closed: open it again")
+            if self._engine is None:
+                from tier0.db import Engine
+
+                self._engine = Engine()
+            return self._engine
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         kernel = self.kernel
+        with self._engine_lock:
+            if self._engine is not None:
+                self._engine.close()
         kernel.authorizer.close()  # its last flush goes through the committer
         kernel.committer.close()
         kernel.executor.shutdown(wait=True)

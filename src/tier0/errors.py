@@ -44,10 +44,14 @@ missing key is a ``KeyError``, bad input a ``ValueError``, a denied request a
     ├── MetaError                           the metadata backend
     │   ├── MetaUnavailable
     │   └── SchemaMismatch
-    ├── CatalogError                        SQL over the catalog
+    ├── CatalogError                        SQL over the catalog, tables and files (the DataBase)
     │   ├── SQLSyntaxError (ValueError)
     │   ├── SQLNotAllowed (PermissionError)
-    │   └── QueryTimeout (TimeoutError)
+    │   ├── QueryTimeout (TimeoutError)
+    │   ├── NoSuchTable (KeyError)
+    │   ├── TableAlreadyExists
+    │   ├── TableSchemaError (ValueError)   rows or a statement that do not fit a table's schema
+    │   └── TableConflict                   a concurrent write changed the rows a rewrite read
     ├── EngineError                         the event log
     └── IdentityError                       principals, credentials, policy
         ├── AccessDenied (PermissionError)
@@ -102,6 +106,7 @@ __all__ = [
     "NoSuchCORSConfiguration",
     "NoSuchKey",
     "NoSuchPrincipal",
+    "NoSuchTable",
     "NoSuchTagSet",
     "NoSuchUpload",
     "NoSuchVersion",
@@ -114,6 +119,9 @@ __all__ = [
     "StorageFull",
     "StoreError",
     "StoreFailed",
+    "TableAlreadyExists",
+    "TableConflict",
+    "TableSchemaError",
     "Tier0Error",
     "UnsupportedACL",
 ]
@@ -350,6 +358,23 @@ class SQLNotAllowed(CatalogError, PermissionError):
 
 class QueryTimeout(CatalogError, TimeoutError):
     """The query ran past its time limit and was cancelled."""
+
+
+class NoSuchTable(CatalogError, KeyError):
+    """The table does not exist."""
+
+
+class TableAlreadyExists(CatalogError):
+    """A table of that name exists already in that bucket."""
+
+
+class TableSchemaError(CatalogError, ValueError):
+    """Rows or a statement that do not fit the table: an unknown column, a type
+    that does not convert, a vector of the wrong dimension."""
+
+
+class TableConflict(CatalogError):
+    """A concurrent write removed rows that this update or delete had read; retry it."""
 
 
 class EngineError(Tier0Error):

@@ -183,6 +183,16 @@ class Catalog:
         self._count(_Outcome.RUN, started_s, rows=len(result.rows))
         return result
 
+    @property
+    def timeout_s(self) -> float:
+        """The time limit of a query that states none."""
+        return self._timeout_s
+
+    @property
+    def rows_max(self) -> int:
+        """The rows a query returns at most, unless it states its own limit."""
+        return self._rows_max
+
     def statistics(self) -> CatalogStatistics:
         """The counters since this catalog was opened; see `CatalogStatistics`."""
         with self._counters_lock:

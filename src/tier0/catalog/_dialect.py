@@ -34,7 +34,7 @@ from tier0.errors import SQLNotAllowed, SQLSyntaxError
 from tier0.meta import CATALOG_VIEWS
 
 QUERY_CHARS_MAX: Final = 100_000
-JSON_COLUMNS: Final = frozenset({"metadata", "tags", "detail"})
+JSON_COLUMNS: Final = frozenset({"metadata", "tags", "detail", "columns"})
 _INTEGER_COLUMNS: Final = frozenset(
     {"size", "stored_bytes", "seq", "is_latest", "is_delete_marker"}
 )

@@ -164,6 +164,13 @@ class MetaBackend(abc.ABC):
                     "INSERT INTO t0_schema (name, value) VALUES ('version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
+            elif int(row[0]) < SCHEMA_VERSION:
+                # Every change so far only added tables and views, which the
+                # statements above just created: record the upgrade.
+                connection.execute(
+                    "UPDATE t0_schema SET value = ? WHERE name = 'version'",
+                    (str(SCHEMA_VERSION),),
+                )
             elif int(row[0]) != SCHEMA_VERSION:
                 from tier0.errors import SchemaMismatch
 

@@ -17,6 +17,13 @@ from the moment the part commits until its upload is completed or aborted, so
 garbage collection never takes them; an upload id begins with its initiation
 time in fixed-width hex, so ``(bucket, key, upload_id)`` is S3's listing order.
 
+``t0_tables`` holds the tables of the DataBase (``tier0.db``): each is named
+``(bucket, name)``, identified by the ``seq`` of the event that created it,
+and described by its Arrow schema; ``t0_table_files`` holds their Parquet
+data files, each stored like an object's bytes (a chunk manifest whose
+chunks it references, counted in ``t0_chunks.refcount``). A table's rows are
+the union of its files; a commit adds and removes whole files.
+
 ``t0_bucket_config`` holds each bucket's configuration, one row per kind
 (``tags``, ``cors``, ``policy``, ``acl``), deleted with the bucket.
 ``t0_object_acls`` holds the canned ACL of the versions that have one other
@@ -30,7 +37,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 #: Dialect-specific spellings substituted into the DDL below.
 _TYPES: Final = {
@@ -184,6 +191,30 @@ CREATE TABLE IF NOT EXISTS t0_object_acls (
     acl {text} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS t0_object_acls_bucket ON t0_object_acls (bucket);
+CREATE TABLE IF NOT EXISTS t0_tables (
+    table_id BIGINT PRIMARY KEY,
+    bucket {text} NOT NULL,
+    name {text} NOT NULL,
+    owner {text} NOT NULL,
+    schema {blob} NOT NULL,
+    columns {json} NOT NULL,
+    snapshot BIGINT NOT NULL,
+    rows BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    created_us BIGINT NOT NULL,
+    modified_us BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS t0_tables_name ON t0_tables (bucket, name);
+CREATE TABLE IF NOT EXISTS t0_table_files (
+    table_id BIGINT NOT NULL,
+    file_id {text} NOT NULL,
+    rows BIGINT NOT NULL,
+    size BIGINT NOT NULL,
+    manifest {blob} NOT NULL,
+    columns {json} NOT NULL,
+    added_seq BIGINT NOT NULL,
+    PRIMARY KEY (table_id, file_id)
+);
 CREATE TABLE IF NOT EXISTS t0_audit (
     id {autoid},
     time_us BIGINT NOT NULL,
@@ -230,6 +261,10 @@ CREATE VIEW principals AS
 CREATE VIEW audit AS
     SELECT id, {ts(time_us)} AS time, principal, action, resource, allowed, reason
     FROM t0_audit;
+CREATE VIEW tables AS
+    SELECT bucket, name, owner, columns, rows, bytes, {ts(created_us)} AS created,
+           {ts(modified_us)} AS modified, snapshot
+    FROM t0_tables;
 CREATE VIEW uploads AS
     SELECT u.bucket, u.key, u.upload_id, u.initiator, {ts(u.created_us)} AS initiated,
            count(p.part_number) AS parts, coalesce(sum(p.size), 0) AS bytes
@@ -247,6 +282,7 @@ CATALOG_VIEWS: Final = (
     "principals",
     "audit",
     "uploads",
+    "tables",
 )
 
 

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from tier0.store._blobs import (
+    Blob,
+    blob_size,
+    iter_blob,
+    read_blob,
+    reference_blob,
+    release_blob,
+    write_blob,
+)
 from tier0.store._bucketconf import (
     BUCKET_TAG_COUNT_MAX,
     CORS_METHODS,
@@ -38,6 +47,7 @@ from tier0.store._multipart import (
 )
 from tier0.store._multipart_integrity import checksum_settings, checksum_type_of, combine_crc
 from tier0.store._names import KEY_BYTES_MAX, validate_bucket_name, validate_key
+from tier0.store._ops import StaleOwner, emit_event, owned_bucket_row
 from tier0.store._reader import ObjectReader
 from tier0.store._store import STANDARD_HEADERS, Kernel, Store, StoreConfig
 from tier0.store._types import (
@@ -63,6 +73,7 @@ __all__ = [
     "PART_NUMBER_MAX",
     "STANDARD_HEADERS",
     "AccessControl",
+    "Blob",
     "BucketConfigMethods",
     "BucketInfo",
     "CORSRule",
@@ -84,6 +95,7 @@ __all__ = [
     "PartRef",
     "S3ChunkBackend",
     "S3ChunkBackendStatistics",
+    "StaleOwner",
     "Store",
     "StoreConfig",
     "StoreStatistics",
@@ -92,6 +104,7 @@ __all__ = [
     "UploadedPart",
     "VersionPage",
     "Versioning",
+    "blob_size",
     "check",
     "checksum_settings",
     "checksum_type_of",
@@ -100,11 +113,18 @@ __all__ = [
     "combine_crc",
     "decode_chunk",
     "decode_digest",
+    "emit_event",
     "encode_chunk",
+    "iter_blob",
     "iter_chunks",
     "match_cors_rule",
     "open_chunk_backend",
+    "owned_bucket_row",
+    "read_blob",
+    "reference_blob",
+    "release_blob",
     "statistics",
     "validate_bucket_name",
     "validate_key",
+    "write_blob",
 ]

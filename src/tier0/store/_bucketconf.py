@@ -248,7 +248,7 @@ def _put_config(
 ) -> None:
     _ops.owned_bucket_row(tx, bucket, decision)
     write_config(tx, bucket, name, value)
-    _ops._event(tx, tx.next_seq(), event, bucket, "", None, None, None, decision, detail)
+    _ops.emit_event(tx, tx.next_seq(), event, bucket, "", None, None, None, decision, detail)
     Authorizer.record_in(tx, decision)
 
 
@@ -258,7 +258,7 @@ def _delete_config(tx: WriteTx, bucket: str, name: str, decision: Decision, even
         "DELETE FROM t0_bucket_config WHERE bucket = ? AND name = ?", (bucket, name)
     )
     if cursor.rowcount:
-        _ops._event(tx, tx.next_seq(), event, bucket, "", None, None, None, decision, {})
+        _ops.emit_event(tx, tx.next_seq(), event, bucket, "", None, None, None, decision, {})
     Authorizer.record_in(tx, decision)
 
 
@@ -481,7 +481,7 @@ class BucketConfigMethods:
             if row[5]:
                 raise NoSuchKey(f"{bucket}/{key} is a delete marker, which holds no ACL")
             write_object_acl(tx, row[0], bucket, acl)
-            _ops._event(
+            _ops.emit_event(
                 tx, tx.next_seq(), "ObjectAcl:Put", bucket, key, row[3], row[6], row[8],
                 decision, {"acl": acl},
             )  # fmt: skip

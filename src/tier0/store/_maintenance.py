@@ -122,7 +122,7 @@ def check(kernel: Kernel, *, deep: bool = False) -> CheckReport:
 
     Finds versions whose chunks are missing, chunks that do not hash to their
     name, reference counts that drifted from the manifests (of versions and
-    of the parts of uploads in progress), multipart problems (see
+    of the parts of uploads in progress, and of tables' data files), multipart problems (see
     ``_multipart_integrity.check_multipart``), broken
     latest-version pointers, gaps in the event sequence, and the chunk
     backend's own problems. Orphan chunk files (no row) are counted, not
@@ -136,6 +136,8 @@ def check(kernel: Kernel, *, deep: bool = False) -> CheckReport:
             references, versions = _count_references(db, problems, deep=deep)
             # Parts of uploads in progress hold chunk references too.
             problems += check_multipart(db, references, kernel, deep=deep)
+            # So do the data files of DataBase tables (`tier0.store._blobs`).
+            problems += _count_table_files(db, references)
             rows = db.query_all("SELECT hash, refcount, state FROM t0_chunks")
             problems += _check_versions(db)
             problems += _check_prefixes(db)
@@ -215,6 +217,20 @@ def _count_references(
         elif inline is None and size:
             problems.append(f"version {seq}: {size} bytes, but neither inline data nor chunks")
     return references, versions
+
+
+def _count_table_files(db: Connection, references: collections.Counter[bytes]) -> list[str]:
+    problems = []
+    for table_id, file_id, size, manifest_blob in db.query_all(
+        "SELECT table_id, file_id, size, manifest FROM t0_table_files"
+    ):
+        manifest = Manifest.decode(bytes(manifest_blob))
+        if manifest.size != size:
+            problems.append(
+                f"table {table_id} file {file_id}: chunks hold {manifest.size} bytes, but size {size}"
+            )
+        references.update(manifest.hashes)
+    return problems
 
 
 def _check_versions(db: Connection) -> list[str]:

@@ -387,7 +387,7 @@ def _commit_part(
             dump_json(row.checksums), row.manifest, tx.now_us,
         ),
     )  # fmt: skip
-    _ops._add_refs(tx, row.chunks)
+    _ops.add_refs(tx, row.chunks)
     Authorizer.record_in(tx, decision)
     return UploadedPart(number, row.size, row.etag, row.checksums, from_us(tx.now_us))
 

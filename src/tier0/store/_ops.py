@@ -185,7 +185,7 @@ def create_bucket(tx: WriteTx, bucket: str, owner: str, decision: Decision) -> N
         "INSERT INTO t0_buckets (name, owner, versioning, created_us) VALUES (?, ?, ?, ?)",
         (bucket, owner, "Unversioned", tx.now_us),
     )
-    _event(tx, tx.next_seq(), "BucketCreated", bucket, "", None, None, None, decision, {})
+    emit_event(tx, tx.next_seq(), "BucketCreated", bucket, "", None, None, None, decision, {})
     Authorizer.record_in(tx, decision)
 
 
@@ -201,7 +201,7 @@ def delete_bucket(tx: WriteTx, bucket: str, decision: Decision) -> None:
     tx.execute("DELETE FROM t0_bucket_config WHERE bucket = ?", (bucket,))
     tx.execute("DELETE FROM t0_object_acls WHERE bucket = ?", (bucket,))
     _forget_bucket(tx, bucket)
-    _event(tx, tx.next_seq(), "BucketRemoved", bucket, "", None, None, None, decision, {})
+    emit_event(tx, tx.next_seq(), "BucketRemoved", bucket, "", None, None, None, decision, {})
     Authorizer.record_in(tx, decision)
 
 
@@ -213,7 +213,7 @@ def set_versioning(tx: WriteTx, bucket: str, status: Versioning, decision: Decis
     bucket_row(tx, bucket)
     tx.execute("UPDATE t0_buckets SET versioning = ? WHERE name = ?", (status, bucket))
     _forget_bucket(tx, bucket)
-    _event(
+    emit_event(
         tx, tx.next_seq(), "BucketVersioning:" + status, bucket, "", None, None, None, decision, {}
     )
     Authorizer.record_in(tx, decision)
@@ -251,12 +251,14 @@ def put_version(
             parts_to_json(new.parts), new.inline, new.manifest,
         ),
     )  # fmt: skip
-    _add_refs(tx, new.chunks)
+    add_refs(tx, new.chunks)
     if new.acl is not None and new.acl != "private":
         tx.execute(
             "INSERT INTO t0_object_acls (seq, bucket, acl) VALUES (?, ?, ?)", (seq, bucket, new.acl)
         )
-    _event(tx, seq, event_type, bucket, key, version_id, new.size, new.etag, decision, detail or {})
+    emit_event(
+        tx, seq, event_type, bucket, key, version_id, new.size, new.etag, decision, detail or {}
+    )
     Authorizer.record_in(tx, decision)
     return ObjectInfo(
         bucket=bucket, key=key, version_id=version_id, size=new.size, etag=new.etag,
@@ -329,7 +331,7 @@ def delete_version(
             (seq, bucket, key, marker_id, 1, 0, 0, "", "", tx.now_us, tx.now_us,
              decision.principal.id, "{}", "{}", "{}", "", "{}", None, None, None),
         )  # fmt: skip
-        _event(
+        emit_event(
             tx,
             seq,
             "ObjectRemoved:DeleteMarkerCreated",
@@ -357,7 +359,7 @@ def delete_version(
     if row[4]:
         promoted = _promote_newest(tx, bucket, key)
         _account(tx, bucket, key, row, None if promoted is None or promoted[0] else promoted[1])
-    _event(
+    emit_event(
         tx,
         tx.next_seq(),
         "ObjectRemoved:Delete",
@@ -391,7 +393,9 @@ def set_tags(
         (dump_json(tags), tx.now_us, row[0]),
     )
     kind = "ObjectTagging:Put" if tags else "ObjectTagging:Delete"
-    _event(tx, tx.next_seq(), kind, bucket, key, row[3], row[6], row[8], decision, {"tags": tags})
+    emit_event(
+        tx, tx.next_seq(), kind, bucket, key, row[3], row[6], row[8], decision, {"tags": tags}
+    )
     Authorizer.record_in(tx, decision)
     return str(row[3])
 
@@ -523,7 +527,7 @@ def _apply_prefix_deltas(tx: WriteTx) -> None:
         )
 
 
-def _add_refs(tx: WriteTx, chunks: Iterable[tuple[bytes, int, int]]) -> None:
+def add_refs(tx: WriteTx, chunks: Iterable[tuple[bytes, int, int]]) -> None:
     """Count one reference per manifest entry; a chunk's row is made by its first reference."""
     counts: dict[bytes, list[int]] = {}
     for digest, length, stored in chunks:
@@ -555,7 +559,7 @@ def _add_refs(tx: WriteTx, chunks: Iterable[tuple[bytes, int, int]]) -> None:
         )
 
 
-def _event(
+def emit_event(
     tx: WriteTx,
     seq: int,
     kind: str,

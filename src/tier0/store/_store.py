@@ -41,6 +41,7 @@ from tier0.store._bucketconf import BucketConfigMethods
 from tier0.store._checksums import Expected, parse_checksums, verify
 from tier0.store._chunking import ChunkingPolicy, decode_chunk, encode_chunk
 from tier0.store._chunks import ChunkBackend
+from tier0.store._elements import ElementMethods
 from tier0.store._manifest import Manifest
 from tier0.store._names import (
     validate_bucket_name,
@@ -124,7 +125,7 @@ def _blocks(source: Source) -> Iterator[bytes]:
         yield bytes(block)
 
 
-class Store(BucketConfigMethods, ListingMethods):
+class Store(BucketConfigMethods, ListingMethods, ElementMethods):
     """Buckets and objects, as seen by one principal.
 
     ``context`` is what the protocol knows of the request this store serves
