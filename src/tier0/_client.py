@@ -202,6 +202,8 @@ class Tier0(Store):
             )
         result = self.db.execute(statements, timeout_s=timeout_s or catalog.timeout_s)
         rows_max = catalog.rows_max if rows_max is None else rows_max
+        if not result.num_columns:  # DDL: Arrow counts rows of a zero-column table oddly
+            return QueryResult([], [], truncated=False)
         rows = [tuple(row.values()) for row in result.slice(0, rows_max).to_pylist()]
         return QueryResult(result.column_names, rows, truncated=result.num_rows > rows_max)
 

@@ -25,11 +25,12 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlglot import exp
 
 from tier0.catalog import Catalog
-from tier0.db import _sql, _tables
+from tier0.db import _search, _sql, _tables
 from tier0.db._engine import QUERY_TIMEOUT_S, Engine
 from tier0.db._files import Grant, GrantedFile
 from tier0.db._schema import (
@@ -39,8 +40,11 @@ from tier0.db._schema import (
     describe_schema,
     parse_schema,
     to_arrow,
+    vector_columns,
 )
+from tier0.db._sql import FILE_COLUMN, ROWID_COLUMN, TARGET, quote
 from tier0.db._tables import Change, DataFile, NewFile, TableInfo
+from tier0.db._vectors import HNSW_EF_CONSTRUCTION, HNSW_M, IndexInfo
 from tier0.errors import (
     InvalidArgument,
     NoSuchTable,
@@ -55,13 +59,14 @@ from tier0.store import Store, read_blob, validate_bucket_name, write_blob
 FILE_ROWS_MAX: Final = 1_000_000
 FILE_BYTES_MAX: Final = 128 * 1024**2
 ROW_GROUP_ROWS: Final = 128 * 1024
+#: Rows inserted since a vector index was built past which an insert folds them in.
+FOLD_ROWS_MIN: Final = 10_000
 #: Times an update or delete is retried on a new snapshot after a conflict.
 REWRITE_ATTEMPTS_MAX: Final = 5
 #: Catalog rows a query joining a catalog view with tables may read.
 CATALOG_ROWS_MAX: Final = 1_000_000
-_FILE_COLUMN: Final = "__t0_file"
-#: The table an update or delete rewrites, as its own SQL names it.
-_TARGET: Final = "__t0_target"
+#: Every data file's hidden column: the row's id, unique in its table, kept by rewrites.
+STORED_ROWID: Final = "_rowid"
 _CATALOG_TIMES: Final = frozenset({"created", "modified", "time", "initiated"})
 _CATALOG_JSON: Final = frozenset({"metadata", "tags", "detail", "columns"})
 #: The catalog views' integer columns (the others are text, times and JSON). Typed
@@ -181,7 +186,7 @@ class Database:
             if not isinstance(assignment, exp.EQ) or not isinstance(assignment.this, exp.Column):
                 raise SQLSyntaxError("UPDATE sets columns: SET column = expression, ...")
             values[assignment.this.name] = assignment.expression.sql("duckdb")
-        return _affected(table.update(values, predicate, timeout_s=timeout_s))
+        return _affected(table.update(where=predicate, values_sql=values, timeout_s=timeout_s))
 
     def _select(self, tree: exp.Expr, timeout_s: float) -> pa.Table:
         with self._binding() as (binder, _):
@@ -222,7 +227,14 @@ class Database:
     def _alter_from_sql(self, table: Table, tree: exp.Expr) -> pa.Table:
         for action in tree.args.get("actions") or []:
             if isinstance(action, exp.ColumnDef) and action.args.get("kind") is not None:
-                table.add_columns({action.name: action.args["kind"].sql("duckdb")})
+                added = parse_schema({action.name: action.args["kind"].sql("duckdb")}).field(0)
+                not_null = any(
+                    isinstance(c.args.get("kind"), exp.NotNullColumnConstraint)
+                    for c in action.args.get("constraints") or []
+                )
+                # NOT NULL goes on to add_columns, which refuses it as the Python API
+                # does (existing rows would hold NULL), instead of being dropped.
+                table.add_columns(pa.schema([added.with_nullable(not not_null)]))
             elif isinstance(action, exp.Drop) and str(action.args.get("kind")).upper() == "COLUMN":
                 table.drop_columns([column.name for column in action.args.get("tables") or []])
             else:
@@ -264,8 +276,12 @@ class Database:
         def files(url: str) -> list[str]:
             return self._file_urls(url, grants)
 
+        def nearest_sql(call: exp.Anonymous) -> str:
+            return self._nearest_sql(call, grants)
+
+        binder = _sql.Binder(table=table_sql, catalog=catalog_sql, files=files, nearest=nearest_sql)
         try:
-            yield _sql.Binder(table=table_sql, catalog=catalog_sql, files=files), grants
+            yield binder, grants
         finally:
             for grant in grants:
                 grant.revoke()
@@ -279,7 +295,8 @@ class Database:
         self, info: TableInfo, files: Sequence[DataFile], grants: list[Grant], *,
         with_file: bool = False,
     ) -> str:  # fmt: skip
-        """A query over ``files`` with the table's current columns, in order."""
+        """A query over ``files`` with the table's current columns, in order; ``with_file``
+        adds each row's file (``__t0_file``: its granted URL) and rowid (``__t0_rowid``)."""
         kernel = self._store._kernel
 
         def reader(manifest: bytes) -> Callable[[int, int], bytes]:
@@ -291,30 +308,44 @@ class Database:
         )
         grants.append(grant)
         types = dict(describe_schema(info.schema))
-        groups: dict[tuple[str, ...], list[str]] = {}
-        for file in files:
-            groups.setdefault(file.columns, []).append(grant.url(f"{file.file_id}.parquet"))
-        parts = []
-        for columns, urls in groups.items():
-            present = set(columns)
-            projection = [
-                _quote(name)
-                if name in present
-                else f"CAST(NULL AS {types[name]}) AS {_quote(name)}"
+
+        def projection(present: Sequence[str]) -> list[str]:
+            return [
+                quote(name) if name in present else f"CAST(NULL AS {types[name]}) AS {quote(name)}"
                 for name in info.schema.names
             ]
-            if with_file:
-                projection.append(f"filename AS {_FILE_COLUMN}")
-            listed = ", ".join(f"'{url}'" for url in urls)
-            options = "union_by_name = true" + (", filename = true" if with_file else "")
-            parts.append(f"SELECT {', '.join(projection)} FROM read_parquet([{listed}], {options})")
+
+        parts = []
+        if with_file:
+            # One SELECT per file: each numbers its rows its own way.
+            for file in files:
+                url = grant.url(f"{file.file_id}.parquet")
+                if file.row_base is None:
+                    rowid, options = STORED_ROWID, "filename = true"
+                else:
+                    rowid, options = (
+                        f"{file.row_base} + file_row_number",
+                        ("filename = true, file_row_number = true"),
+                    )
+                columns = [*projection(file.columns), f"filename AS {FILE_COLUMN}",
+                           f"{rowid} AS {ROWID_COLUMN}"]  # fmt: skip
+                parts.append(f"SELECT {', '.join(columns)} FROM read_parquet('{url}', {options})")
+        else:
+            groups: dict[tuple[str, ...], list[str]] = {}
+            for file in files:
+                groups.setdefault(file.columns, []).append(grant.url(f"{file.file_id}.parquet"))
+            for present, urls in groups.items():
+                listed = ", ".join(f"'{url}'" for url in urls)
+                parts.append(
+                    f"SELECT {', '.join(projection(present))}"
+                    f" FROM read_parquet([{listed}], union_by_name = true)"
+                )
         if not parts:
-            projection = [
-                f"CAST(NULL AS {types[name]}) AS {_quote(name)}" for name in info.schema.names
-            ]
+            columns = projection(())
             if with_file:
-                projection.append(f"CAST(NULL AS VARCHAR) AS {_FILE_COLUMN}")
-            parts.append(f"SELECT {', '.join(projection)} WHERE false")
+                columns += [f"CAST(NULL AS VARCHAR) AS {FILE_COLUMN}",
+                            f"CAST(NULL AS BIGINT) AS {ROWID_COLUMN}"]  # fmt: skip
+            parts.append(f"SELECT {', '.join(columns)} WHERE false")
         return " UNION ALL ".join(parts)
 
     def _catalog_sql(self, view: str, grants: list[Grant]) -> str:
@@ -345,12 +376,49 @@ class Database:
         )
         grants.append(grant)
         projection = [
-            f"CAST({_quote(name)} AS TIMESTAMP) AS {_quote(name)}" if name in _CATALOG_TIMES
-            else f"CAST({_quote(name)} AS JSON) AS {_quote(name)}" if name in _CATALOG_JSON
-            else _quote(name)
+            f"CAST({quote(name)} AS TIMESTAMP) AS {quote(name)}" if name in _CATALOG_TIMES
+            else f"CAST({quote(name)} AS JSON) AS {quote(name)}" if name in _CATALOG_JSON
+            else quote(name)
             for name in result.columns
         ]  # fmt: skip
         return f"SELECT {', '.join(projection)} FROM read_parquet('{grant.url(view + '.parquet')}')"
+
+    def _nearest_sql(self, call: exp.Anonymous, grants: list[Grant]) -> str:
+        """``nearest('bucket/table', vector, k[, filter := ..., column := ..., metric := ...,
+        ef := ...])``: the search's rows (with ``_distance``), handed to DuckDB. Each
+        argument is a constant or a scalar subquery (the vector of another row, say)."""
+        positional = [a for a in call.expressions if not isinstance(a, exp.PropertyEQ)]
+        named = {
+            str(a.this.this).lower(): a.expression
+            for a in call.expressions
+            if isinstance(a, exp.PropertyEQ)
+        }
+        usage = "nearest('bucket/table', vector, k [, filter := '...', column := '...'])"
+        if "filter" in named:  # WHERE is a keyword: SQL callers would have to quote it
+            named["where"] = named.pop("filter")
+        if len(positional) != 3 or set(named) - {"where", "column", "metric", "ef"}:
+            raise SQLSyntaxError(f"call {usage}")
+        path, k = self._constant(positional[0]), self._constant(positional[2])
+        vector = self._constant(positional[1])
+        options = {name: self._constant(value) for name, value in named.items()}
+        if not isinstance(path, str) or not isinstance(k, int) or not isinstance(vector, list):
+            raise SQLSyntaxError(f"call {usage}: a table path, a list of numbers, an integer")
+        bucket, name = split_table_path(path)
+        result = Table(self, bucket, name).search(vector, k, **options)
+        buffer = io.BytesIO()
+        pq.write_table(result, buffer)
+        data = buffer.getvalue()
+        grant = self._engine.files.grant(
+            [("nearest.parquet", GrantedFile(len(data), lambda o, n: data[o : o + n]))]
+        )
+        grants.append(grant)
+        return f"SELECT * FROM read_parquet('{grant.url('nearest.parquet')}')"
+
+    def _constant(self, node: exp.Expr) -> Any:
+        """The value of a constant argument (a literal, a list, or a scalar subquery)."""
+        query = exp.select(exp.alias_(node.copy(), "value"))
+        (value,) = self._select(query, QUERY_TIMEOUT_S).column("value").to_pylist()
+        return value
 
     def _file_urls(self, url: str, grants: list[Grant]) -> list[str]:
         """Grant the objects ``url`` names (a key, or a glob) and return their URLs."""
@@ -374,10 +442,15 @@ class Database:
         grants.append(grant)
         return [grant.url(name) for name, _ in files]
 
-    def _write_files(self, info: TableInfo, rows: pa.Table) -> tuple[NewFile, ...]:
-        """``rows`` (already conformed) as durable Parquet data files."""
+    def _write_files(
+        self, info: TableInfo, rows: pa.Table, rowids: pa.Array | None = None
+    ) -> tuple[NewFile, ...]:
+        """``rows`` (already conformed) as durable Parquet files: new rows (the commit
+        numbers them), or rows keeping their ``rowids`` (stored in the files)."""
         if not rows.num_rows:
             return ()
+        if rowids is not None:
+            rows = rows.append_column(STORED_ROWID, rowids.cast(pa.int64()))
         per_row = max(1, rows.nbytes // max(rows.num_rows, 1))
         step = max(1, min(FILE_ROWS_MAX, FILE_BYTES_MAX // per_row))
         files = []
@@ -389,9 +462,15 @@ class Database:
                 write_statistics=True,
             )  # fmt: skip
             blob = write_blob(self._store._kernel, buffer.getvalue())
+            rowid_max = None
+            if rowids is not None:
+                rowid_max = int(pc.max(piece.column(STORED_ROWID)).as_py())
             files.append(
-                NewFile(secrets.token_hex(8), piece.num_rows, blob, tuple(info.schema.names))
-            )
+                NewFile(
+                    secrets.token_hex(8), piece.num_rows, blob, tuple(info.schema.names),
+                    rowid_max,
+                )
+            )  # fmt: skip
         return tuple(files)
 
     def _commit(self, table: Table, action: str, info: TableInfo, change: Change) -> TableInfo:
@@ -438,19 +517,20 @@ class Table:
         for _ in range(REWRITE_ATTEMPTS_MAX):
             info = self.info()
             conformed = conform(rows, info.schema, table=self.path)
-            files = self._db._write_files(info, conformed)
-            if not files:
+            if not conformed.num_rows:
                 return 0
+            files = self._db._write_files(info, conformed)
             change = Change(
                 "TableRowsInserted", add=files, rows_affected=conformed.num_rows,
                 schema_read=info.schema,
             )  # fmt: skip
             try:
-                self._db._commit(self, "tier0:WriteTable", info, change)
+                after = self._db._commit(self, "tier0:WriteTable", info, change)
             except TableConflict:
                 if self.info().schema.equals(info.schema):
                     raise  # not a change of columns: trying again would not help
                 continue  # columns were added or dropped meanwhile: conform to the new ones
+            self._fold_indexes(after)
             inserted: int = conformed.num_rows
             return inserted
         raise TableConflict(
@@ -458,13 +538,61 @@ class Table:
             f" {REWRITE_ATTEMPTS_MAX} times"
         )
 
+    def _fold_indexes(self, info: TableInfo) -> None:
+        """Fold new rows into the vector indexes once exact search over them would cost
+        more than a fold (FOLD_ROWS_MIN rows, or a tenth of what an index holds)."""
+        with self._db._store._kernel.meta.reader() as db:
+            indexes = _tables.load_indexes(db, info.table_id)
+        for index in indexes.values():
+            fresh = info.rows - index.rows
+            if fresh > max(FOLD_ROWS_MIN, index.rows // 10):
+                _search.fold(self, index.column)
+
+    # -- vectors ---------------------------------------------------------------------------
+
+    def create_index(
+        self, column: str | None = None, *, metric: str = "cosine", m: int = HNSW_M,
+        ef_construction: int = HNSW_EF_CONSTRUCTION,
+    ) -> IndexInfo:  # fmt: skip
+        """Build an approximate nearest-neighbour index (HNSW) on a vector column (the
+        only one by default), replacing any it had; ``metric``: cosine, l2 or dot."""
+        if not (4 <= m <= 128 and 8 <= ef_construction <= 1024):
+            raise InvalidArgument("m is 4..128 and ef_construction 8..1024")
+        params = {"m": m, "ef_construction": ef_construction}
+        return _search.create_index(self, column, metric=metric, params=params)
+
+    def optimize(self, column: str | None = None) -> IndexInfo | None:
+        """Fold rows written since the index was built into it (rebuilding it when much
+        of it is stale); None when the column has no index."""
+        return _search.fold(self, column)
+
+    def indexes(self) -> list[IndexInfo]:
+        info = self.info()
+        with self._db._store._kernel.meta.reader() as db:
+            return list(_tables.load_indexes(db, info.table_id).values())
+
+    def search(
+        self, vector: Sequence[float] | Any, k: int = 10, *, where: str | None = None,
+        column: str | None = None, metric: str | None = None, ef: int | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pa.Table:  # fmt: skip
+        """The ``k`` rows nearest ``vector`` (in the vector column, the only one by
+        default), nearest first, with their ``_distance``; ``where`` filters rows by
+        a SQL predicate first (exactly: selective filters are searched exhaustively).
+        ``ef`` trades speed for recall on indexed columns (default 96). ``columns``
+        picks the columns returned (all by default; leaving out vector columns makes
+        the search much faster)."""
+        return _search.search(
+            self, vector, k=k, where=where, column=column, metric=metric, ef=ef, columns=columns
+        )
+
     def to_arrow(
         self, *, where: str | None = None, columns: Sequence[str] | None = None,
         limit: int | None = None, timeout_s: float = QUERY_TIMEOUT_S,
     ) -> pa.Table:  # fmt: skip
         """The rows (``where``: a SQL predicate), all columns or ``columns``, as Arrow."""
-        selected = "*" if columns is None else ", ".join(_quote(c) for c in columns)
-        sql = f"SELECT {selected} FROM {_quote(self.bucket)}.{_quote(self.name)}"
+        selected = "*" if columns is None else ", ".join(quote(c) for c in columns)
+        sql = f"SELECT {selected} FROM {quote(self.bucket)}.{quote(self.name)}"
         if where is not None:
             sql += f" WHERE {where}"
         if limit is not None:
@@ -477,7 +605,7 @@ class Table:
     def count(self, where: str | None = None) -> int:
         if where is None:
             return self.info().rows
-        sql = f"SELECT count(*) FROM {_quote(self.bucket)}.{_quote(self.name)} WHERE {where}"
+        sql = f"SELECT count(*) FROM {quote(self.bucket)}.{quote(self.name)} WHERE {where}"
         value: int = self._db.sql(sql).column(0)[0].as_py()
         return int(value)
 
@@ -486,13 +614,23 @@ class Table:
         return self._rewrite("TableRowsDeleted", where, None, timeout_s)
 
     def update(
-        self, values: Mapping[str, Any], where: str = "true", *, timeout_s: float = QUERY_TIMEOUT_S
-    ) -> int:
-        """Set columns where ``where`` holds; ``values`` maps a column to a SQL
-        expression (text, may name columns) or a Python value. Returns rows updated."""
-        if not values:
+        self, values: Mapping[str, Any] | None = None, where: str = "true", *,
+        values_sql: Mapping[str, str] | None = None, timeout_s: float = QUERY_TIMEOUT_S,
+    ) -> int:  # fmt: skip
+        """Set columns where the SQL predicate ``where`` holds and return how many rows
+        changed. ``values`` maps a column to a Python value (stored as it is);
+        ``values_sql`` to a SQL expression, which may name columns (``{"n": "n + 1"}``).
+
+        >>> docs.update({"lang": "en"}, "id < 10")  # doctest: +SKIP
+        """
+        sets = {column: _literal(value) for column, value in (values or {}).items()}
+        for column, expression in (values_sql or {}).items():
+            if not isinstance(expression, str):
+                raise InvalidArgument(f"values_sql[{column!r}] is SQL text, not {expression!r}")
+            sets[column] = expression
+        if not sets:
             raise InvalidArgument("update needs at least one column to set")
-        return self._rewrite("TableRowsUpdated", where, dict(values), timeout_s)
+        return self._rewrite("TableRowsUpdated", where, sets, timeout_s)
 
     def add_columns(self, columns: SchemaSpec) -> TableInfo:
         """Add nullable columns (existing rows hold NULL in them)."""
@@ -548,13 +686,13 @@ class Table:
         info, files = database._readable(self.bucket, self.name)
         predicate = f"coalesce(({where}), false)"
         replaced: list[str] = []
-        rewritten: list[pa.Table] = []
+        rewritten: list[tuple[pa.Table, pa.ChunkedArray | None]] = []
         with database._binding() as (binder, grants):
             # Which files hold rows the predicate selects, and how many.
-            binder.local[_TARGET] = database._table_sql(info, files, grants, with_file=True)
+            binder.local[TARGET] = database._table_sql(info, files, grants, with_file=True)
             touched = engine.query(
                 _sql.bind_template(
-                    f"SELECT {_FILE_COLUMN} AS f, count(*) AS n FROM {_TARGET}"
+                    f"SELECT {FILE_COLUMN} AS f, count(*) AS n FROM {TARGET}"
                     f" WHERE {predicate} GROUP BY 1",
                     binder,
                 ),
@@ -567,15 +705,31 @@ class Table:
             for file in files:
                 if file.file_id not in hits:
                     continue
-                binder.local[_TARGET] = database._table_sql(info, [file], grants)
+                binder.local[TARGET] = database._table_sql(info, [file], grants, with_file=True)
                 template = _rewrite_template(info, predicate, values)
                 rows = engine.query(_sql.bind_template(template, binder), timeout_s=timeout_s)
                 replaced.append(file.file_id)
-                rewritten.append(conform(rows, info.schema, table=self.path))
+                # Rows keep their rowids, but rows whose vector changed are new rows.
+                rowids = rows.column(ROWID_COLUMN)
+                kept = pc.is_valid(rowids)
+                for part, ids in (
+                    (rows.filter(kept), rowids.filter(kept)),
+                    (rows.filter(pc.invert(kept)), None),
+                ):
+                    user_rows = conform(
+                        part.drop_columns([ROWID_COLUMN]), info.schema, table=self.path
+                    )
+                    rewritten.append((user_rows, ids))
         affected = sum(int(n) for n in hits.values())
         if not affected:
             return 0
-        added = tuple(new for rows in rewritten for new in database._write_files(info, rows))
+        added = tuple(
+            new
+            for rows, rowids in rewritten
+            for new in database._write_files(
+                info, rows, None if rowids is None else rowids.combine_chunks()
+            )
+        )
         change = Change(
             event_type, add=added, remove=tuple(replaced), rows_affected=affected,
             schema_read=info.schema,
@@ -585,35 +739,38 @@ class Table:
 
 
 def _rewrite_template(info: TableInfo, predicate: str, values: dict[str, Any] | None) -> str:
-    """The query that computes a rewritten data file from the one bound as _TARGET."""
+    """The query that computes a rewritten data file from the one bound as TARGET.
+
+    Rows keep their rowids, except rows whose vector changes: those get NULL here and
+    fresh rowids before they are written, so that no vector index keeps an old vector
+    under a live rowid.
+    """
     names = info.schema.names
     if values is None:
-        projection = ", ".join(_quote(name) for name in names)
-        return f"SELECT {projection} FROM {_TARGET} WHERE NOT {predicate}"
+        projection = ", ".join([*(quote(name) for name in names), ROWID_COLUMN])
+        return f"SELECT {projection} FROM {TARGET} WHERE NOT {predicate}"
     by_name = {name.lower(): name for name in names}
     sets = {}
     for column, value in values.items():
         target = by_name.get(column.lower())
         if target is None:
             raise TableSchemaError(f"table {info.path} has no column {column!r}")
-        sets[target] = value if isinstance(value, str) else _literal(value)
+        sets[target] = value  # SQL: literals were rendered by `update`
     projection = ", ".join(
-        f"CASE WHEN {predicate} THEN ({sets[name]}) ELSE {_quote(name)} END AS {_quote(name)}"
+        f"CASE WHEN {predicate} THEN ({sets[name]}) ELSE {quote(name)} END AS {quote(name)}"
         if name in sets
-        else _quote(name)
+        else quote(name)
         for name in names
     )
-    return f"SELECT {projection} FROM {_TARGET}"
+    moved = set(sets) & set(vector_columns(info.schema))
+    rowid = f"CASE WHEN {predicate} THEN NULL ELSE {ROWID_COLUMN} END" if moved else ROWID_COLUMN
+    return f"SELECT {projection}, {rowid} AS {ROWID_COLUMN} FROM {TARGET}"
 
 
 def _literal(value: Any) -> str:
     if value is None:
         return "NULL"
     return exp.convert(value).sql("duckdb")
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _affected(rows: int) -> pa.Table:

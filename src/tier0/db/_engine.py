@@ -27,12 +27,14 @@ import duckdb
 import pyarrow as pa
 
 from tier0.db._files import PROTOCOL, BlobFileSystem
+from tier0.db._vectors import IndexCache
 from tier0.errors import CatalogError, QueryTimeout, SQLNotAllowed, SQLSyntaxError, TableSchemaError
 
 ENGINE_THREADS: Final = 2
 ENGINE_MEMORY_BYTES_MAX: Final = 2 * 1024**3
 QUERY_TIMEOUT_S: Final = 60.0
 QUERY_TIMEOUT_S_MAX: Final = 3600.0
+ROWID_CACHE_BYTES_MAX: Final = 256 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class Engine:
         memory_bytes_max: int = ENGINE_MEMORY_BYTES_MAX,
     ) -> None:
         self.files = BlobFileSystem()
+        #: Vector indexes loaded in this process (see `tier0.db._vectors`), and the
+        #: rowids stored in rewritten data files (for telling live search hits).
+        self.indexes = IndexCache()
+        self.rowids = IndexCache(ROWID_CACHE_BYTES_MAX)
         self._db = duckdb.connect(":memory:")
         self._db.register_filesystem(self.files)
         for setting in (

@@ -196,7 +196,10 @@ def _from_python(data: Mapping[str, Any] | list[Any]) -> pa.Table:
         raise InvalidArgument("a list of rows holds dicts (column name → value)")
     try:
         if isinstance(data, list):
-            return pa.Table.from_pylist(data)
+            # Every key of every row, not `pa.Table.from_pylist`'s keys of the first
+            # row only, which silently drops a value whose key the first row lacks.
+            names = dict.fromkeys(name for row in data for name in row)
+            return pa.table({name: [row.get(name) for row in data] for name in names})
         return pa.table(dict(data))
     except (pa.ArrowException, OverflowError, TypeError) as error:
         # Values Arrow cannot put in one column (1 and "x"), columns of unequal

@@ -52,6 +52,16 @@ _READ_FUNCTIONS: Final = {
     ".ndjson": "read_json",
 }
 _GLOB_CHARS: Final = re.compile(r"[*?\[]")
+#: Names in the SQL the DataBase generates over a table's files: the relation an
+#: update, delete or search works on, and the file and rowid of each of its rows.
+TARGET: Final = "__t0_target"
+FILE_COLUMN: Final = "__t0_file"
+ROWID_COLUMN: Final = "__t0_rowid"
+
+
+def quote(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,8 @@ class Binder:
     catalog: Callable[[str], str]
     #: tier0:// URL (a glob, maybe) → the granted URLs it matched, at least one.
     files: Callable[[str], list[str]]
+    #: A ``nearest(...)`` call (vector search) → SQL of a subquery over its rows.
+    nearest: Callable[[exp.Anonymous], str] | None = None
     #: Names bound to SQL by the caller itself (the table an UPDATE rewrites).
     local: dict[str, str] = field(default_factory=dict)
 
@@ -196,7 +208,15 @@ def bind_template(sql: str, binder: Binder) -> str:
 
 
 def _bind_table(table: exp.Table, ctes: set[str], binder: Binder) -> None:
-    if not isinstance(table.this, exp.Identifier):
+    call = table.this
+    if isinstance(call, exp.Anonymous) and str(call.this).lower() == "nearest":
+        if binder.nearest is None:
+            raise SQLNotAllowed("nearest() is not available here")
+        alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier("nearest"))
+        sql = binder.nearest(call)
+        table.replace(exp.Subquery(this=sqlglot.parse_one(sql, read="duckdb"), alias=alias.copy()))
+        return
+    if not isinstance(call, exp.Identifier):
         return  # a table function: its tier0:// arguments are bound with the literals
     name = str(table.this.this)
     alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(name, quoted=True))

@@ -7,7 +7,7 @@ change is one transaction of the group committer that adds and removes
 whole files, moves the table's ``snapshot`` to the change's sequence number,
 appends the change's event (``TableCreated``, ``TableRowsInserted``,
 ``TableRowsUpdated``, ``TableRowsDeleted``, ``TableAltered``,
-``TableDropped``) and records the decision that allowed it, so the catalog,
+``TableIndexed``, ``TableDropped``) and records the decision that allowed it, so the catalog,
 the event log and the audit log agree with the data at every commit.
 
 A rewrite (update, delete) reads some files and replaces them. It commits
@@ -26,6 +26,7 @@ from typing import Any, Final
 import pyarrow as pa
 
 from tier0.db._schema import describe_schema, deserialize_schema, serialize_schema
+from tier0.db._vectors import IndexInfo
 from tier0.errors import NoSuchTable, TableAlreadyExists, TableConflict
 from tier0.identity import Authorizer, Decision
 from tier0.meta import Connection, WriteTx, dump_json, load_json
@@ -51,6 +52,8 @@ class TableInfo:
     rows: int
     #: Bytes of its data files (Parquet, as stored before chunk compression).
     bytes: int
+    #: Rows committed later get rowids from here up.
+    next_rowid: int
     created: dt.datetime
     modified: dt.datetime
 
@@ -67,20 +70,28 @@ class DataFile:
     manifest: bytes
     #: The columns the file holds (its schema at write time, less columns dropped since).
     columns: tuple[str, ...]
+    #: Row i's rowid is row_base + i; None: the file stores rowids (column ``_rowid``).
+    row_base: int | None
+    rowid_max: int
 
 
 @dataclass(frozen=True, slots=True)
 class NewFile:
-    """A data file written (its blob durable) and ready to be committed."""
+    """A data file written (its blob durable) and ready to be committed.
+
+    ``rowid_max`` None: the rows are new, and the commit numbers them (row_base);
+    otherwise the file stores its rows' rowids, the highest being ``rowid_max``.
+    """
 
     file_id: str
     rows: int
     blob: Blob
     columns: tuple[str, ...]
+    rowid_max: int | None = None
 
 
 _TABLE_COLUMNS: Final = (
-    "t.table_id, t.bucket, t.name, t.owner, t.schema, t.snapshot, t.rows, t.bytes,"
+    "t.table_id, t.bucket, t.name, t.owner, t.schema, t.snapshot, t.rows, t.bytes, t.next_rowid,"
     " t.created_us, t.modified_us"
 )
 
@@ -95,8 +106,9 @@ def _info(row: Sequence[Any]) -> TableInfo:
         snapshot=int(row[5]),
         rows=int(row[6]),
         bytes=int(row[7]),
-        created=_time(row[8]),
-        modified=_time(row[9]),
+        next_rowid=int(row[8]),
+        created=_time(row[9]),
+        modified=_time(row[10]),
     )
 
 
@@ -107,19 +119,29 @@ def _time(us: int) -> dt.datetime:
 def load_table(db: Connection, bucket: str, name: str) -> tuple[TableInfo, list[DataFile]]:
     """The table and its files, read in one statement (so one snapshot); `NoSuchTable`."""
     rows = db.query_all(
-        f"SELECT {_TABLE_COLUMNS}, f.file_id, f.rows, f.size, f.manifest, f.columns"
+        f"SELECT {_TABLE_COLUMNS}, f.file_id, f.rows, f.size, f.manifest, f.columns,"
+        " f.row_base, f.rowid_max"
         " FROM t0_tables t LEFT JOIN t0_table_files f ON f.table_id = t.table_id"
         " WHERE t.bucket = ? AND t.name = ? ORDER BY f.added_seq, f.file_id",
         (bucket, name),
     )
     if not rows:
         raise NoSuchTable(f"table {bucket}/{name} does not exist")
-    files = [
-        DataFile(row[10], int(row[11]), int(row[12]), bytes(row[13]), tuple(load_json(row[14])))
-        for row in rows
-        if row[10] is not None
-    ]
+    files = [_data_file(row[11:]) for row in rows if row[11] is not None]
     return _info(rows[0]), files
+
+
+def _data_file(row: Sequence[Any]) -> DataFile:
+    file_id, rows, size, manifest, columns, row_base, rowid_max = row
+    return DataFile(
+        file_id=file_id,
+        rows=int(rows),
+        size=int(size),
+        manifest=bytes(manifest),
+        columns=tuple(load_json(columns)),
+        row_base=None if row_base is None else int(row_base),
+        rowid_max=int(rowid_max),
+    )
 
 
 def list_tables(db: Connection, bucket: str) -> list[TableInfo]:
@@ -142,7 +164,7 @@ def create_table(
     columns = describe_schema(schema)
     tx.execute(
         "INSERT INTO t0_tables (table_id, bucket, name, owner, schema, columns, snapshot, rows,"
-        " bytes, created_us, modified_us) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
+        " bytes, next_rowid, created_us, modified_us) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?, ?)",
         (
             seq, bucket, name, decision.principal.id, serialize_schema(schema),
             dump_json(columns), seq, tx.now_us, tx.now_us,
@@ -219,27 +241,35 @@ def commit_change(
                 f"table {bucket}/{name} would have more than {FILES_PER_TABLE_MAX} data files:"
                 " insert in larger batches"
             )
+    next_rowid = current.next_rowid
     for new in change.add:
+        row_base = None
+        rowid_max = new.rowid_max
+        if rowid_max is None:  # new rows: numbered here, so rowids grow in commit order
+            row_base, next_rowid = next_rowid, next_rowid + new.rows
+            rowid_max = next_rowid - 1
         tx.execute(
             "INSERT INTO t0_table_files (table_id, file_id, rows, size, manifest, columns,"
-            " added_seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " row_base, rowid_max, added_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 table_id, new.file_id, new.rows, new.blob.size, new.blob.manifest,
-                dump_json(list(new.columns)), seq,
+                dump_json(list(new.columns)), row_base, rowid_max, seq,
             ),
         )  # fmt: skip
         reference_blob(tx, new.blob)
     if change.dropped_columns:
         _drop_columns_from_files(tx, table_id, change.dropped_columns)
+        for column in change.dropped_columns:
+            _drop_index(tx, table_id, column)
     schema = change.schema or current.schema
     rows = current.rows - removed_rows + sum(new.rows for new in change.add)
     size = current.bytes - removed_bytes + sum(new.blob.size for new in change.add)
     tx.execute(
         "UPDATE t0_tables SET schema = ?, columns = ?, snapshot = ?, rows = ?, bytes = ?,"
-        " modified_us = ? WHERE table_id = ?",
+        " next_rowid = ?, modified_us = ? WHERE table_id = ?",
         (
             serialize_schema(schema), dump_json(describe_schema(schema)), seq, rows, size,
-            tx.now_us, table_id,
+            next_rowid, tx.now_us, table_id,
         ),
     )  # fmt: skip
     detail: dict[str, Any] = {"rows": change.rows_affected, "snapshot": seq}
@@ -271,8 +301,83 @@ def drop_table(tx: WriteTx, bucket: str, name: str, decision: Decision) -> None:
         "DELETE FROM t0_table_files WHERE table_id = ? RETURNING manifest", (current.table_id,)
     ):
         release_blob(tx, bytes(manifest))
+    _drop_index(tx, current.table_id)
     tx.execute("DELETE FROM t0_tables WHERE table_id = ?", (current.table_id,))
     seq = tx.next_seq()
     detail = {"rows": current.rows}
     emit_event(tx, seq, "TableDropped", bucket, name, None, None, None, decision, detail)
     Authorizer.record_in(tx, decision)
+
+
+# -- vector indexes --------------------------------------------------------------------------
+
+
+def load_indexes(db: Connection, table_id: int) -> dict[str, IndexInfo]:
+    rows = db.query_all(
+        "SELECT column_name, metric, params, rows, rowid_max, size, manifest, built_seq"
+        " FROM t0_table_indexes WHERE table_id = ?",
+        (table_id,),
+    )
+    return {
+        row[0]: IndexInfo(
+            column=row[0],
+            metric=row[1],
+            params=load_json(row[2]),
+            rows=int(row[3]),
+            rowid_max=int(row[4]),
+            size=int(row[5]),
+            manifest=bytes(row[6]),
+            built_seq=int(row[7]),
+        )
+        for row in rows
+    }
+
+
+def save_index(
+    tx: WriteTx,
+    bucket: str,
+    name: str,
+    table_id: int,
+    index: IndexInfo,
+    blob: Blob,
+    decision: Decision,
+) -> int:
+    """Install ``index`` (its bytes in ``blob``) for its column, replacing any other;
+    returns the sequence number it was built at (its ``built_seq``)."""
+    owned_bucket_row(tx, bucket, decision)
+    current = _table_row(tx, bucket, name)
+    if current.table_id != table_id:
+        raise TableConflict(f"table {bucket}/{name} was dropped and created again; retry")
+    if index.column not in current.schema.names:
+        raise TableConflict(f"column {index.column!r} of {bucket}/{name} was dropped meanwhile")
+    _drop_index(tx, table_id, index.column)
+    seq = tx.next_seq()
+    tx.execute(
+        "INSERT INTO t0_table_indexes (table_id, column_name, metric, params, rows, rowid_max,"
+        " size, manifest, built_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            table_id, index.column, index.metric, dump_json(index.params), index.rows,
+            index.rowid_max, blob.size, blob.manifest, seq,
+        ),
+    )  # fmt: skip
+    reference_blob(tx, blob)
+    detail = {"column": index.column, "metric": index.metric, "rows": index.rows}
+    emit_event(tx, seq, "TableIndexed", bucket, name, None, None, None, decision, detail)
+    Authorizer.record_in(tx, decision)
+    return seq
+
+
+def _drop_index(tx: WriteTx, table_id: int, column: str | None = None) -> None:
+    """Drop the index of ``column`` (every index of the table when None)."""
+    if column is None:
+        rows = tx.query_all(
+            "DELETE FROM t0_table_indexes WHERE table_id = ? RETURNING manifest", (table_id,)
+        )
+    else:
+        rows = tx.query_all(
+            "DELETE FROM t0_table_indexes WHERE table_id = ? AND column_name = ?"
+            " RETURNING manifest",
+            (table_id, column),
+        )
+    for (manifest,) in rows:
+        release_blob(tx, bytes(manifest))

@@ -23,6 +23,13 @@ and described by its Arrow schema; ``t0_table_files`` holds their Parquet
 data files, each stored like an object's bytes (a chunk manifest whose
 chunks it references, counted in ``t0_chunks.refcount``). A table's rows are
 the union of its files; a commit adds and removes whole files.
+Every row has a rowid, unique in its table and kept when a rewrite copies the
+row: a file written by an insert numbers its rows from ``row_base``, allocated
+from ``next_rowid`` in the commit (so rowids grow in commit order); a
+rewritten file stores its rows' rowids in a hidden ``_rowid`` column
+(``row_base`` NULL). ``rowid_max`` is a file's highest. ``t0_table_indexes``
+holds each vector column's approximate nearest-neighbour index, a serialized
+blob like a data file, keyed by rowid and covering the rows up to ``rowid_max``.
 
 ``t0_bucket_config`` holds each bucket's configuration, one row per kind
 (``tags``, ``cors``, ``policy``, ``acl``), deleted with the bucket.
@@ -201,6 +208,7 @@ CREATE TABLE IF NOT EXISTS t0_tables (
     snapshot BIGINT NOT NULL,
     rows BIGINT NOT NULL,
     bytes BIGINT NOT NULL,
+    next_rowid BIGINT NOT NULL,
     created_us BIGINT NOT NULL,
     modified_us BIGINT NOT NULL
 );
@@ -212,8 +220,22 @@ CREATE TABLE IF NOT EXISTS t0_table_files (
     size BIGINT NOT NULL,
     manifest {blob} NOT NULL,
     columns {json} NOT NULL,
+    row_base BIGINT,
+    rowid_max BIGINT NOT NULL,
     added_seq BIGINT NOT NULL,
     PRIMARY KEY (table_id, file_id)
+);
+CREATE TABLE IF NOT EXISTS t0_table_indexes (
+    table_id BIGINT NOT NULL,
+    column_name {text} NOT NULL,
+    metric TEXT NOT NULL,
+    params {json} NOT NULL,
+    rows BIGINT NOT NULL,
+    rowid_max BIGINT NOT NULL,
+    size BIGINT NOT NULL,
+    manifest {blob} NOT NULL,
+    built_seq BIGINT NOT NULL,
+    PRIMARY KEY (table_id, column_name)
 );
 CREATE TABLE IF NOT EXISTS t0_audit (
     id {autoid},

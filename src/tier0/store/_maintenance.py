@@ -222,7 +222,8 @@ def _count_references(
 def _count_table_files(db: Connection, references: collections.Counter[bytes]) -> list[str]:
     problems = []
     for table_id, file_id, size, manifest_blob in db.query_all(
-        "SELECT table_id, file_id, size, manifest FROM t0_table_files"
+        "SELECT table_id, file_id, size, manifest FROM t0_table_files UNION ALL"
+        " SELECT table_id, 'index on ' || column_name, size, manifest FROM t0_table_indexes"
     ):
         manifest = Manifest.decode(bytes(manifest_blob))
         if manifest.size != size:
