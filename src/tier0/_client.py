@@ -28,7 +28,7 @@ from tier0.catalog import Catalog, QueryResult
 if TYPE_CHECKING:  # the DataBase loads DuckDB and Arrow: only when first used
     from tier0.db import Database, Engine, SchemaSpec, Table
 from tier0.engine import EventLog
-from tier0.errors import MetaError, MetaUnavailable, SQLNotAllowed, SQLSyntaxError
+from tier0.errors import MetaError, MetaUnavailable, SQLSyntaxError
 from tier0.identity import (
     ROOT,
     Authorizer,
@@ -194,8 +194,8 @@ class Tier0(Store):
         catalog = self._owned.catalog
         try:
             statements = parse_sql(query)
-        except (SQLSyntaxError, SQLNotAllowed):
-            statements = None  # the catalog's own checks will say what is wrong
+        except SQLSyntaxError:
+            statements = None  # maybe PostgreSQL syntax DuckDB's lacks: the catalog will say
         if statements is None or reads_catalog_only(statements):
             return catalog.query(
                 query, visible_buckets=visible, timeout_s=timeout_s, rows_max=rows_max

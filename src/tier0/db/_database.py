@@ -216,10 +216,7 @@ class Database:
             if not isinstance(definition, exp.ColumnDef) or definition.args.get("kind") is None:
                 raise SQLSyntaxError(f"{definition.sql('duckdb')}: columns are `name type`")
             schema = parse_schema({definition.name: definition.args["kind"].sql("duckdb")})
-            not_null = any(
-                isinstance(c.args.get("kind"), exp.NotNullColumnConstraint)
-                for c in definition.args.get("constraints") or []
-            )
+            not_null = _not_null(definition)
             columns.append(schema.field(0).with_nullable(not not_null))
         self.create_table(f"{bucket}/{name}", pa.schema(columns), exist_ok=exists_ok)
         return pa.table({})
@@ -228,10 +225,7 @@ class Database:
         for action in tree.args.get("actions") or []:
             if isinstance(action, exp.ColumnDef) and action.args.get("kind") is not None:
                 added = parse_schema({action.name: action.args["kind"].sql("duckdb")}).field(0)
-                not_null = any(
-                    isinstance(c.args.get("kind"), exp.NotNullColumnConstraint)
-                    for c in action.args.get("constraints") or []
-                )
+                not_null = _not_null(action)
                 # NOT NULL goes on to add_columns, which refuses it as the Python API
                 # does (existing rows would hold NULL), instead of being dropped.
                 table.add_columns(pa.schema([added.with_nullable(not not_null)]))
@@ -765,6 +759,22 @@ def _rewrite_template(info: TableInfo, predicate: str, values: dict[str, Any] | 
     moved = set(sets) & set(vector_columns(info.schema))
     rowid = f"CASE WHEN {predicate} THEN NULL ELSE {ROWID_COLUMN} END" if moved else ROWID_COLUMN
     return f"SELECT {projection}, {rowid} AS {ROWID_COLUMN} FROM {TARGET}"
+
+
+def _not_null(definition: exp.ColumnDef) -> bool:
+    """Whether a column definition says NOT NULL; any other constraint is refused
+    (tables have no keys, defaults or checks yet: better an error than a silent no)."""
+    not_null = False
+    for constraint in definition.args.get("constraints") or []:
+        kind = constraint.args.get("kind")
+        if isinstance(kind, exp.NotNullColumnConstraint) and not kind.args.get("allow_null"):
+            not_null = True
+        else:
+            raise SQLSyntaxError(
+                f"column {definition.name!r}: {constraint.sql('duckdb')} is not supported"
+                " (tables take NOT NULL; no keys, defaults or checks)"
+            )
+    return not_null
 
 
 def _literal(value: Any) -> str:

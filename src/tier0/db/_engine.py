@@ -17,6 +17,7 @@ a deadline that interrupts it, within the engine's memory limit.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,7 @@ ENGINE_THREADS: Final = 2
 ENGINE_MEMORY_BYTES_MAX: Final = 2 * 1024**3
 QUERY_TIMEOUT_S: Final = 60.0
 QUERY_TIMEOUT_S_MAX: Final = 3600.0
+_GRANTED_PATH: Final = re.compile(PROTOCOL + r"://[0-9a-f]+/[^'\s]*")
 ROWID_CACHE_BYTES_MAX: Final = 256 * 1024**2
 
 
@@ -144,7 +146,8 @@ class Engine:
 
 
 def _translate(error: duckdb.Error, cancelled: bool, timeout_s: float) -> CatalogError:
-    message = str(error)
+    # DuckDB quotes the query it ran: name granted files as files, not internal paths.
+    message = _GRANTED_PATH.sub("<file>", str(error))
     if isinstance(error, duckdb.InterruptException):
         if cancelled:
             return QueryTimeout("the query was cancelled")

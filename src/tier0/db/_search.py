@@ -130,7 +130,7 @@ def search(
     ):
         hits = _exact(table, info, files, column, query, k, metric, where, None)
     else:
-        hits = []
+        hits = _exact(table, info, files, column, query, k, metric, where, index.rowid_max)
         hits += _approximate(table, info, files, index, query, k, ef, where)
         hits.sort(key=lambda hit: hit[1])
     return _rows(table, info, files, hits[:k], _columns(info, columns))
