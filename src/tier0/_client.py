@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING, Any, Final
 from tier0.catalog import Catalog, QueryResult
 
 if TYPE_CHECKING:  # the DataBase loads DuckDB and Arrow: only when first used
+    import pyarrow as pa
+
     from tier0.db import Database, Engine, SchemaSpec, Table
 from tier0.engine import EventLog
-from tier0.errors import MetaError, MetaUnavailable, SQLSyntaxError
+from tier0.errors import InvalidArgument, MetaError, MetaUnavailable, SQLSyntaxError
 from tier0.identity import (
     ROOT,
     Authorizer,
@@ -206,6 +208,35 @@ class Tier0(Store):
             return QueryResult([], [], truncated=False)
         rows = [tuple(row.values()) for row in result.slice(0, rows_max).to_pylist()]
         return QueryResult(result.column_names, rows, truncated=result.num_rows > rows_max)
+
+    def sql_arrow(self, query: str, *, timeout_s: float | None = None) -> pa.Table:
+        """`sql`, with every row, as an Arrow table (for large results: no Python rows).
+
+        JSON values of the catalog views come as JSON text.
+        """
+        import pyarrow as pa
+
+        from tier0.db import parse_sql, reads_catalog_only
+
+        try:
+            statements = parse_sql(query)
+        except SQLSyntaxError:
+            statements = None
+        catalog = self._owned.catalog
+        if statements is None or reads_catalog_only(statements):
+            result = self.sql(query, timeout_s=timeout_s, rows_max=ARROW_ROWS_MAX)
+            if result.truncated:
+                raise InvalidArgument(
+                    f"the result has more than {ARROW_ROWS_MAX:,} rows: add a LIMIT or a filter"
+                )
+            columns = list(zip(*result.rows, strict=True)) or [()] * len(result.columns)
+            arrays = [
+                pa.array([_json_text(v) for v in values] if name in _CATALOG_JSON else values)
+                for name, values in zip(result.columns, columns, strict=True)
+            ]
+            return pa.Table.from_arrays(arrays, names=list(result.columns))
+        table: pa.Table = self.db.execute(statements, timeout_s=timeout_s or catalog.timeout_s)
+        return table
 
     @property
     def db(self) -> Database:
@@ -429,6 +460,15 @@ def open(
         owned.close()
         raise
     return Tier0(kernel, acting, owned=owned, closes=True)
+
+
+#: Rows `Tier0.sql_arrow` answers at most from the catalog (tables have no limit).
+ARROW_ROWS_MAX: Final = 10_000_000
+_CATALOG_JSON: Final = frozenset({"metadata", "tags", "detail", "columns"})
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 def _now_us() -> int:

@@ -629,3 +629,70 @@ async def test_http_sql_answers_a_table_query(client: httpx.AsyncClient, db: tie
         auth=(credential.access_key, credential.secret_key),
     )
     assert refused.status_code == 403, refused.text
+
+
+def test_cli_sql_writes_parquet_with_every_row(
+    db: tier0.Tier0, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("TIER0_DATA", "TIER0_META", "TIER0_ROOT_ACCESS_KEY", "TIER0_ROOT_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    query = "SELECT id, name FROM bkt.people ORDER BY id"
+    result = CliRunner().invoke(
+        cli, ["--data", str(db.data_dir), "sql", "--format", "parquet", query],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(io.BytesIO(result.stdout_bytes))
+    assert table.to_pylist() == [
+        {"id": 1, "name": "ann"},
+        {"id": 2, "name": "bob"},
+        {"id": 3, "name": "cy"},
+    ]
+    catalog = CliRunner().invoke(
+        cli,
+        ["--data", str(db.data_dir), "sql", "--format", "parquet",
+         "SELECT name, rows, columns FROM tables ORDER BY name"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert catalog.exit_code == 0, catalog.output
+    rows = pq.read_table(io.BytesIO(catalog.stdout_bytes)).to_pylist()
+    assert [(row["name"], row["rows"]) for row in rows] == [("people", 3)]
+    assert json.loads(rows[0]["columns"])[0] == ["id", "BIGINT"]  # JSON as JSON text
+
+
+def test_sql_arrow_answers_tables_and_the_catalog_alike(db: tier0.Tier0) -> None:
+    people = db.sql_arrow("SELECT id, age FROM bkt.people ORDER BY id")
+    assert people.schema.field("id").type == pa.int64()
+    assert people.column("age").to_pylist() == [31, 42, None]
+    buckets = db.sql_arrow("SELECT name FROM buckets ORDER BY name")
+    assert buckets.column("name").to_pylist() == ["bkt"]
+    empty = db.sql_arrow("SELECT key, size FROM objects WHERE size < 0")
+    assert empty.num_rows == 0 and empty.column_names == ["key", "size"]
+
+
+@pytest.mark.anyio
+async def test_http_sql_answers_arrow_when_asked(
+    client: httpx.AsyncClient, db: tier0.Tier0
+) -> None:
+    credential = db.root_credential
+    assert credential is not None
+    response = await client.post(
+        "/_tier0/sql",
+        json={"sql": "SELECT id, name FROM bkt.people ORDER BY id"},
+        auth=(credential.access_key, credential.secret_key),
+        headers={"accept": "application/vnd.apache.arrow.stream"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/vnd.apache.arrow.stream"
+    table = pa.ipc.open_stream(response.content).read_all()
+    assert table.to_pylist() == [
+        {"id": 1, "name": "ann"},
+        {"id": 2, "name": "bob"},
+        {"id": 3, "name": "cy"},
+    ]
+    missing = await client.post(
+        "/_tier0/sql",
+        json={"sql": "SELECT * FROM bkt.nothing"},
+        auth=(credential.access_key, credential.secret_key),
+    )
+    assert missing.status_code == 404, missing.text  # NoSuchTable

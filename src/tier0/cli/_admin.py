@@ -171,9 +171,10 @@ def _is_loopback(host: str) -> bool:
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["table", "json", "csv"]),
+    type=click.Choice(["table", "json", "csv", "parquet"]),
     default="table",
     show_default=True,
+    help="parquet: every row, written to stdout as a Parquet file (redirect it).",
 )
 @click.option(
     "--timeout-s",
@@ -182,20 +183,29 @@ def _is_loopback(host: str) -> bool:
 )
 @pass_session
 def sql_command(session: Session, query: str, output_format: str, timeout_s: float | None) -> None:
-    """Run read-only SQL over the live catalog.
+    """Run SQL over tables, files and the live catalog.
 
-    QUERY "-" reads the query from stdin. Views: objects, versions, buckets, events, principals, audit. The dialect
-    is PostgreSQL's whatever the metadata backend; a query sees every write
-    that returned before it started.
+    QUERY "-" reads the query from stdin. Catalog views: objects, versions,
+    prefixes, buckets, tables, events, uploads, principals, audit. Tables are
+    bucket.table; files tier0://bucket/key URLs (globs too) in read_parquet,
+    read_csv and read_json. Also CREATE TABLE, INSERT, UPDATE, DELETE, ALTER
+    TABLE and DROP TABLE, and nearest('bucket/table', vector, k) for vector
+    search. The dialect is DuckDB's (PostgreSQL-flavoured) whatever the
+    metadata backend; a query sees every write that returned before it started.
 
     \b
     Examples:
       tier0 sql "SELECT bucket, count(*), sum(size) FROM objects GROUP BY bucket"
       tier0 sql --format csv "SELECT key, size FROM objects WHERE size > 1e6" > big.csv
-      tier0 sql --format json "SELECT * FROM events ORDER BY seq DESC LIMIT 5"
+      tier0 sql "CREATE TABLE docs.notes (id BIGINT, body VARCHAR)"
+      tier0 sql "SELECT count(*) FROM read_csv('tier0://logs/2026/*.csv')"
+      tier0 sql --format parquet "SELECT * FROM docs.notes" > notes.parquet
     """
     if query == "-":
         query = click.get_text_stream("stdin").read()
+    if output_format == "parquet":
+        _write_parquet(session, query, timeout_s)
+        return
     with session.open() as t0:
         result = t0.sql(query, timeout_s=timeout_s)
     columns = list(result.columns)
@@ -216,6 +226,18 @@ def sql_command(session: Session, query: str, output_format: str, timeout_s: flo
         print_table(table)
     if truncated and output_format != "table":
         click.echo(f"tier0: the result was truncated at {len(result.rows)} rows", err=True)
+
+
+def _write_parquet(session: Session, query: str, timeout_s: float | None) -> None:
+    import pyarrow.parquet as pq
+
+    stdout = click.get_binary_stream("stdout")
+    if stdout.isatty():
+        raise click.UsageError("--format parquet writes binary: redirect stdout to a file")
+    with session.open() as t0:
+        table = t0.sql_arrow(query, timeout_s=timeout_s)
+    pq.write_table(table, stdout)
+    stdout.flush()
 
 
 def _cell(value: Any) -> str:

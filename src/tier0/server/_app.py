@@ -8,7 +8,8 @@ S3 bucket names cannot start with ``_``, so ``/_tier0/`` never collides with it.
 Routes::
 
     GET  /_tier0/health                                  no auth; {"status": "ok", "version": ...}
-    POST /_tier0/sql      {"sql": ..., "timeout_s"?: n}  {"columns", "rows", "truncated"}
+    POST /_tier0/sql      {"sql": ..., "timeout_s"?: n}  {"columns", "rows", "truncated"};
+                          with Accept: application/vnd.apache.arrow.stream, every row as Arrow IPC
     GET  /_tier0/events?after=N&limit=L&wait_s=S         {"events": [...], "next_after": N'}
 
 Every request but ``health`` authenticates with HTTP Basic (access key as
@@ -56,6 +57,7 @@ from tier0.errors import (
     NoSuchBucket,
     NoSuchKey,
     NoSuchPrincipal,
+    NoSuchTable,
     PreconditionFailed,
     PrincipalExists,
     QueryTimeout,
@@ -63,6 +65,9 @@ from tier0.errors import (
     SQLSyntaxError,
     StorageFull,
     StoreFailed,
+    TableAlreadyExists,
+    TableConflict,
+    TableSchemaError,
     Tier0Error,
 )
 from tier0.identity import Principal
@@ -109,13 +114,17 @@ class Limits:
 _STATUS_BY_ERROR: Final[dict[type, int]] = {
     InvalidArgument: 400,
     SQLSyntaxError: 400,
+    TableSchemaError: 400,
     InvalidCredentials: 401,
     AccessDenied: 403,
     SQLNotAllowed: 403,
     NoSuchBucket: 404,
     NoSuchKey: 404,
     NoSuchPrincipal: 404,
+    NoSuchTable: 404,
     BucketAlreadyExists: 409,
+    TableAlreadyExists: 409,
+    TableConflict: 409,
     BucketNotEmpty: 409,
     PrincipalExists: 409,
     PreconditionFailed: 412,
@@ -281,8 +290,9 @@ class App:
             return
         request_id = _request_id(scope)
         response = await self._respond(scope, receive, request_id)
+        typed = any(name == b"content-type" for name, _ in response.headers)
         headers = [
-            (b"content-type", b"application/json"),
+            *([] if typed else [(b"content-type", b"application/json")]),
             (b"content-length", str(len(response.body)).encode()),
             (b"x-request-id", request_id.encode()),
             (b"cache-control", b"no-store"),
@@ -450,6 +460,9 @@ async def _sql(app: App, request: Request) -> Response:
             400, "InvalidArgument",
             f"timeout_s must be a number in (0, {limits.sql_timeout_s_max:g}], got {timeout_s!r}",
         )  # fmt: skip
+    if ARROW_STREAM in request.headers.get("accept", ""):
+        table = await app.run_blocking(actor.sql_arrow, document["sql"], timeout_s=float(timeout_s))
+        return Response(200, _arrow_stream(table), ((b"content-type", ARROW_STREAM.encode()),))
     result = await app.run_blocking(
         actor.sql, document["sql"], timeout_s=float(timeout_s), rows_max=limits.sql_rows_max
     )
@@ -461,6 +474,19 @@ async def _sql(app: App, request: Request) -> Response:
             "truncated": result.truncated,
         },
     )
+
+
+#: The media type of an Arrow IPC stream: ask for it (Accept) to get every row as Arrow.
+ARROW_STREAM: Final = "application/vnd.apache.arrow.stream"
+
+
+def _arrow_stream(table: Any) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
 
 
 _EVENT_PARAMETERS: Final = frozenset({"after", "limit", "wait_s"})
