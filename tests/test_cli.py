@@ -539,3 +539,15 @@ def test_first_command_says_where_roots_keys_went_on_stderr(tmp_path: Path) -> N
     assert str(fresh / "root-credentials") in result.stderr
     again = CliRunner().invoke(cli, ["--data", str(fresh), "ls"])
     assert again.stderr == ""
+
+
+def test_readme_database_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT_DIR / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    database = [block for block in blocks if "create_table" in block]
+    assert database, "README.md has no DataBase example"
+    monkeypatch.chdir(tmp_path)
+    printed = io.StringIO()
+    monkeypatch.setattr("sys.stdout", printed)
+    exec(compile(database[0], "README.md", "exec"), {"__name__": "readme"})
+    assert printed.getvalue().splitlines() == ["[('en', 3)]", "[2, 3]", "[(43,)]"]

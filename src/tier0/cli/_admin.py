@@ -202,7 +202,7 @@ def sql_command(session: Session, query: str, output_format: str, timeout_s: flo
       tier0 sql --format parquet "SELECT * FROM docs.notes" > notes.parquet
     """
     if query == "-":
-        query = click.get_text_stream("stdin").read()
+        query = click.open_file("-", "r").read()
     if output_format == "parquet":
         _write_parquet(session, query, timeout_s)
         return
@@ -214,7 +214,7 @@ def sql_command(session: Session, query: str, output_format: str, timeout_s: flo
         records = result.to_dicts()
         click.echo(json.dumps(records, indent=2, ensure_ascii=False, default=json_default))
     elif output_format == "csv":
-        writer = csv.writer(click.get_text_stream("stdout"), lineterminator="\n")
+        writer = csv.writer(click.open_file("-", "w"), lineterminator="\n")
         writer.writerow(columns)
         writer.writerows([cell_text(value) for value in row] for row in result.rows)
     else:
@@ -231,7 +231,7 @@ def sql_command(session: Session, query: str, output_format: str, timeout_s: flo
 def _write_parquet(session: Session, query: str, timeout_s: float | None) -> None:
     import pyarrow.parquet as pq
 
-    stdout = click.get_binary_stream("stdout")
+    stdout = click.open_file("-", "wb")
     if stdout.isatty():
         raise click.UsageError("--format parquet writes binary: redirect stdout to a file")
     with session.open() as t0:

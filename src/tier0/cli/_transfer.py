@@ -90,7 +90,7 @@ def upload(
 ) -> ObjectInfo:
     """Stream the local file ``source`` (``-`` for stdin) to ``target``; the version written."""
     if source == "-":
-        stream: IO[bytes] = click.get_binary_stream("stdin")
+        stream: IO[bytes] = click.open_file("-", "rb")
         size = None
         closing: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     else:
@@ -120,7 +120,7 @@ def download(
         label = f"get {source.key}"
         with progress_bar(label, reader.length, progress) as advance:
             if target == "-":
-                stdout = click.get_binary_stream("stdout")
+                stdout = click.open_file("-", "wb")
                 for block in reader:
                     stdout.write(block)
                     advance(len(block))
