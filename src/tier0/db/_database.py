@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from tier0.catalog import Catalog
-from tier0.db import _search, _sql, _tables
+from tier0.db import _search, _sql, _tables, _text
 from tier0.db._engine import QUERY_TIMEOUT_S, Engine
 from tier0.db._files import Grant, GrantedFile
 from tier0.db._schema import (
@@ -68,6 +68,25 @@ CATALOG_ROWS_MAX: Final = 1_000_000
 #: Every data file's hidden column: the row's id, unique in its table, kept by rewrites.
 STORED_ROWID: Final = "_rowid"
 _CATALOG_TIMES: Final = frozenset({"created", "modified", "time", "initiated"})
+#: The search table functions of SQL (`Database._search_sql`): their arguments after
+#: the table, the options they take by name, how to call them, and what they take.
+_SEARCH_FUNCTIONS: Final = {
+    "nearest": (
+        ("vector", "k"), ("where", "column", "metric", "ef"),
+        "nearest('bucket/table', vector, k [, filter := '...', column := '...'])",
+        "a table path, a list of numbers, an integer",
+    ),
+    "text_search": (
+        ("query", "k"), ("where", "column"),
+        "text_search('bucket/table', 'query', k [, filter := '...', column := '...'])",
+        "a table path, a text, an integer",
+    ),
+    "hybrid_search": (
+        ("query", "vector", "k"), ("where", "text_column", "vector_column", "rrf_k"),
+        "hybrid_search('bucket/table', 'query', vector, k [, filter := '...'])",
+        "a table path, a text, a list of numbers, an integer",
+    ),
+}  # fmt: skip
 _CATALOG_JSON: Final = frozenset({"metadata", "tags", "detail", "columns"})
 #: The catalog views' integer columns (the others are text, times and JSON). Typed
 #: explicitly: a view with no visible rows, or a column of NULLs, has no values to
@@ -270,10 +289,10 @@ class Database:
         def files(url: str) -> list[str]:
             return self._file_urls(url, grants)
 
-        def nearest_sql(call: exp.Anonymous) -> str:
-            return self._nearest_sql(call, grants)
+        def search_sql(function: str, call: exp.Anonymous) -> str:
+            return self._search_sql(function, call, grants)
 
-        binder = _sql.Binder(table=table_sql, catalog=catalog_sql, files=files, nearest=nearest_sql)
+        binder = _sql.Binder(table=table_sql, catalog=catalog_sql, files=files, search=search_sql)
         try:
             yield binder, grants
         finally:
@@ -377,36 +396,54 @@ class Database:
         ]  # fmt: skip
         return f"SELECT {', '.join(projection)} FROM read_parquet('{grant.url(view + '.parquet')}')"
 
-    def _nearest_sql(self, call: exp.Anonymous, grants: list[Grant]) -> str:
-        """``nearest('bucket/table', vector, k[, filter := ..., column := ..., metric := ...,
-        ef := ...])``: the search's rows (with ``_distance``), handed to DuckDB. Each
-        argument is a constant or a scalar subquery (the vector of another row, say)."""
+    def _search_sql(self, function: str, call: exp.Anonymous, grants: list[Grant]) -> str:
+        """A search table function's rows, handed to DuckDB (see `_SEARCH_FUNCTIONS`):
+
+        - ``nearest('bucket/table', vector, k [, filter := ..., column := ..., metric :=
+          ..., ef := ...])``: `Table.search`, with ``_distance``;
+        - ``text_search('bucket/table', 'query', k [, filter := ..., column := ...])``:
+          `Table.text_search`, with ``_score``;
+        - ``hybrid_search('bucket/table', 'query', vector, k [, filter := ...,
+          text_column := ..., vector_column := ..., rrf_k := ...])``:
+          `Table.hybrid_search`, with ``_score``.
+
+        Each argument is a constant or a scalar subquery (the vector of another row, say).
+        """
+        arguments, options_allowed, usage, described = _SEARCH_FUNCTIONS[function]
         positional = [a for a in call.expressions if not isinstance(a, exp.PropertyEQ)]
         named = {
             str(a.this.this).lower(): a.expression
             for a in call.expressions
             if isinstance(a, exp.PropertyEQ)
         }
-        usage = "nearest('bucket/table', vector, k [, filter := '...', column := '...'])"
         if "filter" in named:  # WHERE is a keyword: SQL callers would have to quote it
             named["where"] = named.pop("filter")
-        if len(positional) != 3 or set(named) - {"where", "column", "metric", "ef"}:
+        if len(positional) != 1 + len(arguments) or set(named) - set(options_allowed):
             raise SQLSyntaxError(f"call {usage}")
-        path, k = self._constant(positional[0]), self._constant(positional[2])
-        vector = self._constant(positional[1])
+        path, *values = (self._constant(argument) for argument in positional)
         options = {name: self._constant(value) for name, value in named.items()}
-        if not isinstance(path, str) or not isinstance(k, int) or not isinstance(vector, list):
-            raise SQLSyntaxError(f"call {usage}: a table path, a list of numbers, an integer")
+        kinds = {"vector": list, "k": int, "query": str}
+        if not isinstance(path, str) or not all(
+            isinstance(value, kinds[argument])
+            for argument, value in zip(arguments, values, strict=True)
+        ):
+            raise SQLSyntaxError(f"call {usage}: {described}")
         bucket, name = split_table_path(path)
-        result = Table(self, bucket, name).search(vector, k, **options)
+        table = Table(self, bucket, name)
+        if function == "nearest":
+            result = table.search(*values, **options)
+        elif function == "text_search":
+            result = table.text_search(*values, **options)
+        else:
+            result = table.hybrid_search(*values, **options)
         buffer = io.BytesIO()
         pq.write_table(result, buffer)
         data = buffer.getvalue()
         grant = self._engine.files.grant(
-            [("nearest.parquet", GrantedFile(len(data), lambda o, n: data[o : o + n]))]
+            [(f"{function}.parquet", GrantedFile(len(data), lambda o, n: data[o : o + n]))]
         )
         grants.append(grant)
-        return f"SELECT * FROM read_parquet('{grant.url('nearest.parquet')}')"
+        return f"SELECT * FROM read_parquet('{grant.url(function + '.parquet')}')"
 
     def _constant(self, node: exp.Expr) -> Any:
         """The value of a constant argument (a literal, a list, or a scalar subquery)."""
@@ -540,7 +577,15 @@ class Table:
         for index in indexes.values():
             fresh = info.rows - index.rows
             if fresh > max(FOLD_ROWS_MIN, index.rows // 10):
-                _search.fold(self, index.column)
+                try:
+                    if index.metric == _text.BM25:
+                        _text.fold(self, index.column)
+                    else:
+                        _search.fold(self, index.column)
+                except PermissionError:
+                    # The rows are committed; a writer who may not alter the table
+                    # leaves the fold to one who may (searches stay exact meanwhile).
+                    continue
 
     # -- vectors ---------------------------------------------------------------------------
 
@@ -557,8 +602,19 @@ class Table:
 
     def optimize(self, column: str | None = None) -> IndexInfo | None:
         """Fold rows written since the index was built into it (rebuilding it when much
-        of it is stale); None when the column has no index."""
-        return _search.fold(self, column)
+        of it is stale); None when the column has no index. ``column`` names a vector or
+        text column; by default every text index is brought up to date, then the only
+        vector column's index, whose description is returned (or, in a table with no
+        vector column, that of its text index, the first by name)."""
+        if column is not None:
+            if _text.is_text_column(self.schema, column):
+                return _text.fold(self, column)
+            return _search.fold(self, column)
+        texts = sorted(index.column for index in self.indexes() if index.metric == _text.BM25)
+        folded = [_text.fold(self, name) for name in texts]
+        if folded and not vector_columns(self.schema):
+            return folded[0]
+        return _search.fold(self, None)
 
     def indexes(self) -> list[IndexInfo]:
         info = self.info()
@@ -579,6 +635,43 @@ class Table:
         return _search.search(
             self, vector, k=k, where=where, column=column, metric=metric, ef=ef, columns=columns
         )
+
+    # -- text ------------------------------------------------------------------------------
+
+    def create_text_index(self, column: str | None = None) -> IndexInfo:
+        """Build a full-text (BM25) index on a text column (the only VARCHAR one by
+        default), replacing any it had: `text_search` then reads postings instead of
+        every row's text. Its ``metric`` is ``bm25``; see `tier0.db._text`."""
+        return _text.create_text_index(self, column)
+
+    def text_search(
+        self, query: str, k: int = 10, *, where: str | None = None, column: str | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pa.Table:  # fmt: skip
+        """The ``k`` rows that best match ``query`` by BM25 (in the text column, the only
+        one by default), best first, with their ``_score``; only rows holding at least
+        one of its words. ``where`` filters rows by a SQL predicate (scores stay those of
+        the whole table); ``columns`` picks the columns returned. The same answer with
+        an index as without.
+
+        >>> docs.text_search("quick brown fox", 5, where="lang = 'en'")  # doctest: +SKIP
+        """
+        return _text.text_search(self, query, k=k, where=where, column=column, columns=columns)
+
+    def hybrid_search(
+        self, text: str, vector: Sequence[float] | Any, k: int = 10, *,
+        where: str | None = None, text_column: str | None = None,
+        vector_column: str | None = None, rrf_k: int = 60,
+        columns: Sequence[str] | None = None,
+    ) -> pa.Table:  # fmt: skip
+        """The ``k`` best rows by reciprocal rank fusion of `text_search` for ``text`` and
+        `search` for ``vector`` (the best max(k, 50) of each, both filtered by ``where``):
+        ``_score`` is the sum of ``1 / (rrf_k + rank)`` over the lists a row is in, best
+        first."""
+        return _text.hybrid_search(
+            self, text, vector, k=k, where=where, text_column=text_column,
+            vector_column=vector_column, rrf_k=rrf_k, columns=columns,
+        )  # fmt: skip
 
     def to_arrow(
         self, *, where: str | None = None, columns: Sequence[str] | None = None,

@@ -96,14 +96,47 @@ def search(
     # bool is an int to Python, but True is no count of rows.
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= K_MAX:
         raise InvalidArgument(f"k is 1..{K_MAX}, not {k!r}")
+    info, files = table._db._readable(table.bucket, table.name)
+    hits = nearest_hits(table, info, files, vector, k=k, where=where, column=column,
+                        metric=metric, ef=ef)  # fmt: skip
+    return _rows(table, info, files, hits, _columns(info, columns))
+
+
+def nearest_hits(
+    table: Table,
+    info: TableInfo,
+    files: Sequence[DataFile],
+    vector: Sequence[float] | np.ndarray,
+    *,
+    k: int,
+    where: str | None,
+    column: str | None,
+    metric: str | None = None,
+    ef: int | None = None,
+) -> list[Hit]:
+    """The ``k`` nearest rows of the snapshot ``info``/``files`` as (rowid, distance),
+    nearest first (see the module docstring for how they are found)."""
     if ef is not None and (
         not isinstance(ef, int) or isinstance(ef, bool) or not 1 <= ef <= EF_MAX
     ):
         raise InvalidArgument(f"ef is 1..{EF_MAX}, not {ef!r}")
-    database = table._db
-    info, files = database._readable(table.bucket, table.name)
     column = _vector_column(info, column)
-    dimension = vector_columns(info.schema)[column]
+    query = _query_vector(column, vector_columns(info.schema)[column], vector)
+    index = _indexes(table, info).get(column)
+    metric = _vectors.check_metric(metric or (index.metric if index else "cosine"))
+    if index is not None and index.metric != metric:
+        index = None  # an index answers for its own metric only
+    if index is None or (
+        where is not None and _count(table, info, files, where, column) <= EXACT_ROWS_MAX
+    ):
+        return _exact(table, info, files, column, query, k, metric, where, None)
+    hits = _exact(table, info, files, column, query, k, metric, where, index.rowid_max)
+    hits += _approximate(table, info, files, index, query, k, ef, where)
+    hits.sort(key=lambda hit: hit[1])
+    return hits[:k]
+
+
+def _query_vector(column: str, dimension: int, vector: Sequence[float] | np.ndarray) -> np.ndarray:
     try:
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
     except (TypeError, ValueError) as error:
@@ -121,19 +154,7 @@ def search(
             f"the query vector for column {column!r} holds NaN or infinity: search with"
             f" {dimension} finite numbers"
         )
-    index = _indexes(table, info).get(column)
-    metric = _vectors.check_metric(metric or (index.metric if index else "cosine"))
-    if index is not None and index.metric != metric:
-        index = None  # an index answers for its own metric only
-    if index is None or (
-        where is not None and _count(table, info, files, where, column) <= EXACT_ROWS_MAX
-    ):
-        hits = _exact(table, info, files, column, query, k, metric, where, None)
-    else:
-        hits = _exact(table, info, files, column, query, k, metric, where, index.rowid_max)
-        hits += _approximate(table, info, files, index, query, k, ef, where)
-        hits.sort(key=lambda hit: hit[1])
-    return _rows(table, info, files, hits[:k], _columns(info, columns))
+    return query
 
 
 def _columns(info: TableInfo, columns: Sequence[str] | None) -> list[str]:

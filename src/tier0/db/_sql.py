@@ -55,6 +55,8 @@ _GLOB_CHARS: Final = re.compile(r"[*?\[]")
 #: Names in the SQL the DataBase generates over a table's files: the relation an
 #: update, delete or search works on, and the file and rowid of each of its rows.
 TARGET: Final = "__t0_target"
+#: Table functions that search a table (vector, full-text, both), bound by `Binder.search`.
+SEARCH_FUNCTIONS: Final = frozenset({"nearest", "text_search", "hybrid_search"})
 FILE_COLUMN: Final = "__t0_file"
 ROWID_COLUMN: Final = "__t0_rowid"
 
@@ -176,8 +178,9 @@ class Binder:
     catalog: Callable[[str], str]
     #: tier0:// URL (a glob, maybe) → the granted URLs it matched, at least one.
     files: Callable[[str], list[str]]
-    #: A ``nearest(...)`` call (vector search) → SQL of a subquery over its rows.
-    nearest: Callable[[exp.Anonymous], str] | None = None
+    #: A search function's call (``nearest``, ``text_search``, ``hybrid_search``: see
+    #: SEARCH_FUNCTIONS), by the function's name → SQL of a subquery over its rows.
+    search: Callable[[str, exp.Anonymous], str] | None = None
     #: Names bound to SQL by the caller itself (the table an UPDATE rewrites).
     local: dict[str, str] = field(default_factory=dict)
 
@@ -209,11 +212,12 @@ def bind_template(sql: str, binder: Binder) -> str:
 
 def _bind_table(table: exp.Table, ctes: set[str], binder: Binder) -> None:
     call = table.this
-    if isinstance(call, exp.Anonymous) and str(call.this).lower() == "nearest":
-        if binder.nearest is None:
-            raise SQLNotAllowed("nearest() is not available here")
-        alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier("nearest"))
-        sql = binder.nearest(call)
+    if isinstance(call, exp.Anonymous) and str(call.this).lower() in SEARCH_FUNCTIONS:
+        searching = str(call.this).lower()
+        if binder.search is None:
+            raise SQLNotAllowed(f"{searching}() is not available here")
+        alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(searching))
+        sql = binder.search(searching, call)
         table.replace(exp.Subquery(this=sqlglot.parse_one(sql, read="duckdb"), alias=alias.copy()))
         return
     if not isinstance(call, exp.Identifier):
