@@ -19,11 +19,12 @@ principal's view (tables, SQL); `Table` one table.
 
 from __future__ import annotations
 
-from tier0.db._database import Database, Table, split_table_path
+from tier0.db._database import Database, split_table_path
 from tier0.db._engine import Engine, EngineStatistics
 from tier0.db._schema import SchemaSpec, parse_schema
 from tier0.db._sql import parse as parse_sql
 from tier0.db._sql import reads_catalog_only
+from tier0.db._table import Table
 from tier0.db._tables import TableInfo
 
 __all__ = [

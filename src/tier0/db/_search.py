@@ -35,7 +35,7 @@ from tier0.errors import InvalidArgument, TableSchemaError
 from tier0.store import read_blob, write_blob
 
 if TYPE_CHECKING:
-    from tier0.db._database import Table
+    from tier0.db._table import Table
     from tier0.db._tables import DataFile, TableInfo
 
 DISTANCE_COLUMN: Final = "_distance"
