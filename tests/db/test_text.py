@@ -257,7 +257,7 @@ def test_search_reads_the_index_not_every_row(t0: tier0.Tier0, docs: Table) -> N
     built = docs.create_text_index()
     assert t0.db._engine.indexes.get(built.manifest) is not None  # kept loaded by the build
     # The index covers the table's one file: a search tokenizes no file itself ...
-    segments = t0.db._engine.rowids
+    segments = t0.db._engine.decoded
     (file,) = t0.db._readable(BUCKET, "docs")[1]
     docs.text_search("fox")
     assert segments.get(f"text {file.file_id} body") is None

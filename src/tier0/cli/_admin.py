@@ -189,8 +189,8 @@ def sql_command(session: Session, query: str, output_format: str, timeout_s: flo
     prefixes, buckets, tables, events, uploads, principals, audit. Tables are
     bucket.table; files tier0://bucket/key URLs (globs too) in read_parquet,
     read_csv and read_json. Also CREATE TABLE, INSERT, UPDATE, DELETE, ALTER
-    TABLE and DROP TABLE, and nearest('bucket/table', vector, k) for vector
-    search. The dialect is DuckDB's (PostgreSQL-flavoured) whatever the
+    TABLE and DROP TABLE; nearest('bucket/table', vector, k),
+    text_search('bucket/table', 'words', k) and hybrid_search(...) search. The dialect is DuckDB's (PostgreSQL-flavoured) whatever the
     metadata backend; a query sees every write that returned before it started.
 
     \b

@@ -36,7 +36,7 @@ ENGINE_MEMORY_BYTES_MAX: Final = 2 * 1024**3
 QUERY_TIMEOUT_S: Final = 60.0
 QUERY_TIMEOUT_S_MAX: Final = 3600.0
 _GRANTED_PATH: Final = re.compile(PROTOCOL + r"://[0-9a-f]+/[^'\s]*")
-ROWID_CACHE_BYTES_MAX: Final = 256 * 1024**2
+DECODED_CACHE_BYTES_MAX: Final = 512 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,11 @@ class Engine:
         memory_bytes_max: int = ENGINE_MEMORY_BYTES_MAX,
     ) -> None:
         self.files = BlobFileSystem()
-        #: Vector indexes loaded in this process (see `tier0.db._vectors`), and the
-        #: rowids stored in rewritten data files (for telling live search hits).
+        #: Search indexes loaded in this process (see `tier0.db._vectors`), and parts
+        #: of data files decoded for searches (rowids, vectors, small columns, tokens;
+        #: files never change, so neither can go stale).
         self.indexes = IndexCache()
-        self.rowids = IndexCache(ROWID_CACHE_BYTES_MAX)
+        self.decoded = IndexCache(DECODED_CACHE_BYTES_MAX)
         self._db = duckdb.connect(":memory:")
         self._db.register_filesystem(self.files)
         for setting in (

@@ -264,7 +264,7 @@ def _decode_vectors(result: pa.Table, dimension: int) -> tuple[np.ndarray, np.nd
 def _file_vectors(
     table: Table, info: TableInfo, file: DataFile, column: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    cache = table._db._engine.rowids
+    cache = table._db._engine.decoded
     key = f"vectors {file.file_id} {column}"
     cached: tuple[np.ndarray, np.ndarray] | None = cache.get(key)
     if cached is None:
@@ -322,7 +322,7 @@ def _live_by_files(
 
 
 def _stored_rowids(table: Table, info: TableInfo, file: DataFile) -> np.ndarray:
-    cache = table._db._engine.rowids
+    cache = table._db._engine.decoded
     rowids = cache.get(file.file_id)
     if rowids is None:
         result = _query(table, info, [file], f"SELECT {ROWID} FROM {TARGET}", trusted=True)
@@ -374,7 +374,7 @@ def _slim(
     so they are part of the key, and so are the columns the file still holds: a column
     dropped and added again under its name reads as NULL, not as the old values)."""
     key = f"slim {file.file_id} {names} {list(file.columns)}"
-    cache = table._db._engine.rowids
+    cache = table._db._engine.decoded
     cached: tuple[pa.Table, np.ndarray, np.ndarray] | None = cache.get(key)
     if cached is None:
         projection = ", ".join([*(quote(name) for name in names), ROWID])

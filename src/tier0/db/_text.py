@@ -513,7 +513,7 @@ def _parts(
 
 
 def _segment(table: Table, info: TableInfo, file: DataFile, column: str, *, keep: bool) -> Postings:
-    cache = table._db._engine.rowids
+    cache = table._db._engine.decoded
     key = f"text {file.file_id} {column}"
     postings: Postings | None = cache.get(key)
     if postings is None:
