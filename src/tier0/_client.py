@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the DataBase loads DuckDB and Arrow: only when first used
     import pyarrow as pa
 
     from tier0.db import Database, Engine, SchemaSpec, Table
+    from tier0.db._semantic import IndexReport, Progress
 from tier0.engine import EventLog
 from tier0.errors import InvalidArgument, MetaError, MetaUnavailable, SQLSyntaxError
 from tier0.identity import (
@@ -252,6 +253,36 @@ class Tier0(Store):
     def table(self, path: str) -> Table:
         """Table ``bucket/name``; `NoSuchTable` if there is none."""
         return self.db.table(path)
+
+    def index(
+        self, bucket: str, *, prefix: str = "", progress: Progress | None = None
+    ) -> IndexReport:
+        """Embed the text elements of ``bucket`` under ``prefix`` for `search`: the first
+        run reads them all, later ones only what changed since (see `tier0.db._semantic`).
+        Needs ``pip install 'tier0[embeddings]'``; ``progress(done, total)`` is called
+        as elements are looked at.
+
+        >>> t0.index("docs").elements_indexed  # doctest: +SKIP
+        12
+        """
+        from tier0.db._semantic import index_bucket
+
+        return index_bucket(self.db, bucket, prefix=prefix, progress=progress)
+
+    def search(
+        self, query: str, *, bucket: str, k: int = 10, prefix: str | None = None,
+        elements: bool = False,
+    ) -> pa.Table:  # fmt: skip
+        """The ``k`` passages of ``bucket`` nearest in meaning to ``query`` (key,
+        version_id, passage, text, _distance), or with ``elements=True`` the ``k``
+        nearest elements with their best passage; only what this principal may read.
+        The bucket must have been indexed (`index`).
+
+        >>> t0.search("sourdough starter", bucket="docs", k=3)  # doctest: +SKIP
+        """
+        from tier0.db._semantic import search_passages
+
+        return search_passages(self.db, query, bucket=bucket, k=k, prefix=prefix, elements=elements)
 
     @property
     def events(self) -> EventLog:

@@ -26,6 +26,7 @@ from tier0.cli._objects import (
     rm_command,
     versioning_command,
 )
+from tier0.cli._semantic import index_command, search_command
 
 
 @click.group(
@@ -93,6 +94,8 @@ def cli(
 for _command in (
     serve_command,
     sql_command,
+    index_command,
+    search_command,
     ls_command,
     mb_command,
     rb_command,

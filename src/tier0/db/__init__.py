@@ -22,6 +22,7 @@ from __future__ import annotations
 from tier0.db._database import Database, split_table_path
 from tier0.db._engine import Engine, EngineStatistics
 from tier0.db._schema import SchemaSpec, parse_schema
+from tier0.db._semantic import Embedder, IndexReport, embedder, index_bucket, search_passages
 from tier0.db._sql import parse as parse_sql
 from tier0.db._sql import reads_catalog_only
 from tier0.db._table import Table
@@ -29,13 +30,18 @@ from tier0.db._tables import TableInfo
 
 __all__ = [
     "Database",
+    "Embedder",
     "Engine",
     "EngineStatistics",
+    "IndexReport",
     "SchemaSpec",
     "Table",
     "TableInfo",
+    "embedder",
+    "index_bucket",
     "parse_schema",
     "parse_sql",
     "reads_catalog_only",
+    "search_passages",
     "split_table_path",
 ]

@@ -31,6 +31,10 @@ rewritten file stores its rows' rowids in a hidden ``_rowid`` column
 holds each vector column's approximate nearest-neighbour index, a serialized
 blob like a data file, keyed by rowid and covering the rows up to ``rowid_max``.
 
+``t0_cursors`` holds how far a consumer of the event log has read, by name
+(the last ``seq`` it has handled): the semantic index of a bucket
+(``tier0.db._semantic``) reads only the events after its cursor.
+
 ``t0_bucket_config`` holds each bucket's configuration, one row per kind
 (``tags``, ``cors``, ``policy``, ``acl``), deleted with the bucket.
 ``t0_object_acls`` holds the canned ACL of the versions that have one other
@@ -236,6 +240,10 @@ CREATE TABLE IF NOT EXISTS t0_table_indexes (
     manifest {blob} NOT NULL,
     built_seq BIGINT NOT NULL,
     PRIMARY KEY (table_id, column_name)
+);
+CREATE TABLE IF NOT EXISTS t0_cursors (
+    name {text} PRIMARY KEY,
+    seq BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS t0_audit (
     id {autoid},
