@@ -41,6 +41,7 @@ from tier0.db._schema import (
 from tier0.db._sql import FILE_COLUMN, ROWID_COLUMN, quote
 from tier0.db._table import Table
 from tier0.db._tables import Change, DataFile, NewFile, TableInfo
+from tier0.db._vectors import IndexInfo
 from tier0.errors import (
     InvalidArgument,
     NoSuchTable,
@@ -48,7 +49,7 @@ from tier0.errors import (
     TableAlreadyExists,
     TableSchemaError,
 )
-from tier0.store import Store, read_blob, validate_bucket_name, write_blob
+from tier0.store import Blob, Store, read_blob, validate_bucket_name, write_blob
 
 #: A data file holds at most this many rows, or about this many bytes of Arrow data.
 FILE_ROWS_MAX: Final = 1_000_000
@@ -494,6 +495,19 @@ class Database:
                 )
             )  # fmt: skip
         return tuple(files)
+
+    def _save_index(self, table: Table, info: TableInfo, index: IndexInfo, blob: Blob) -> int:
+        """Install ``index`` (its bytes durable in ``blob``) on ``table``, replacing the
+        column's; returns the sequence number it was installed at."""
+        bucket, name = table.bucket, table.name
+        decision = self._store.authorize_element_write("tier0:AlterTable", bucket, name)
+        built_seq: int = self._store.commit_element_write(
+            "tier0:AlterTable", bucket, name, decision,
+            lambda decided: lambda tx: _tables.save_index(
+                tx, bucket, name, info.table_id, index, blob, decided
+            ),
+        )  # fmt: skip
+        return built_seq
 
     def _commit(self, table: Table, action: str, info: TableInfo, change: Change) -> TableInfo:
         bucket, name = table.bucket, table.name

@@ -471,14 +471,7 @@ def _save(
     described = IndexInfo(
         column, metric, dict(params), rows, rowid_max, blob.size, blob.manifest, 0
     )
-    bucket, name = table.bucket, table.name
-    built_seq: int = database._store.commit_element_write(
-        "tier0:AlterTable", bucket, name,
-        database._store.authorize_element_write("tier0:AlterTable", bucket, name),
-        lambda decided: lambda tx: _tables.save_index(
-            tx, bucket, name, info.table_id, described, blob, decided
-        ),
-    )  # fmt: skip
+    built_seq = database._save_index(table, info, described, blob)
     database._engine.indexes.put(blob.manifest, index, len(data))
     # As `Table.indexes` will describe it, with the sequence number it was built at.
     return dataclasses.replace(described, built_seq=built_seq)

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import pyarrow as pa
 
-from tier0.db import _search, _tables
+from tier0.db import _search
 from tier0.db._sql import ROWID_COLUMN as ROWID
 from tier0.db._sql import TARGET, quote
 from tier0.db._vectors import EXACT_ROWS_MAX, K_MAX, IndexInfo
@@ -609,13 +609,6 @@ def _save(table: Table, info: TableInfo, column: str, index: Postings) -> IndexI
         column, BM25, params, int(index.file_rows.sum()), info.next_rowid - 1, blob.size,
         blob.manifest, 0,
     )  # fmt: skip
-    bucket, name = table.bucket, table.name
-    built_seq: int = database._store.commit_element_write(
-        "tier0:AlterTable", bucket, name,
-        database._store.authorize_element_write("tier0:AlterTable", bucket, name),
-        lambda decided: lambda tx: _tables.save_index(
-            tx, bucket, name, info.table_id, described, blob, decided
-        ),
-    )  # fmt: skip
+    built_seq = database._save_index(table, info, described, blob)
     database._engine.indexes.put(blob.manifest, index, max(len(data), index.nbytes))
     return dataclasses.replace(described, built_seq=built_seq)
