@@ -355,15 +355,25 @@ def _rows(
         order = pa.array([positions[rowid] for rowid in rowids], pa.int64())
         return result.take(order).select(columns).append_column(DISTANCE_COLUMN, distances)
     small = [name for name in info.schema.names if name not in vector_columns(info.schema)]
-    pieces = []
-    for rowid in rowids:
-        for file in holding:
+    wanted = np.asarray(rowids, dtype=np.int64)
+    pieces, hit_order = [], []
+    for file in holding:
+        if file.row_base is not None:  # row i of the file is rowid row_base + i
+            found = np.flatnonzero((wanted >= file.row_base) & (wanted <= file.rowid_max))
+            taken = wanted[found] - file.row_base
+            slim = _slim(table, info, file, small)[0]
+        else:
             slim, ordered, order = _slim(table, info, file, small)
-            at = int(np.searchsorted(ordered, rowid))
-            if at < len(ordered) and ordered[at] == rowid:
-                pieces.append(slim.slice(int(order[at]), 1).select(columns))
-                break
-    return pa.concat_tables(pieces).append_column(DISTANCE_COLUMN, distances)
+            at = np.minimum(np.searchsorted(ordered, wanted), max(len(ordered) - 1, 0))
+            found = np.flatnonzero(ordered[at] == wanted) if len(ordered) else at[:0]
+            taken = order[at[found]]
+        if len(found):
+            pieces.append(slim.take(pa.array(taken, pa.int64())).select(columns))
+            hit_order.append(found)
+    rows = pa.concat_tables(pieces)
+    order_in_hits = np.argsort(np.concatenate(hit_order), kind="stable")
+    rows = rows.take(pa.array(order_in_hits, pa.int64()))
+    return rows.append_column(DISTANCE_COLUMN, distances)
 
 
 def _slim(
