@@ -179,16 +179,17 @@ class Tier0(Store):
     def sql(
         self, query: str, *, timeout_s: float | None = None, rows_max: int | None = None
     ) -> QueryResult:
-        """Read-only SQL over the live catalog (views ``objects``, ``versions``, ``prefixes``,
-        ``buckets``, ``events``, ``uploads``, ``principals``, ``audit``), in PostgreSQL's dialect on
-        every backend.
+        """SQL over tables, files and the live catalog (see `tier0.db` and the README):
+        the catalog views ``objects``, ``versions``, ``prefixes``, ``buckets``,
+        ``tables``, ``events``, ``uploads``, ``principals``, ``audit``; tables as
+        ``bucket.table``; files as ``tier0://`` URLs; DDL and DML on tables. At most
+        ``rows_max`` rows come back (`sql_arrow` returns them all).
 
         A query sees every write that returned before it started. Other
-        principals than root see only buckets they may list.
+        principals than root see only buckets they may list. A query over the
+        catalog alone runs on the metadata backend itself (PostgreSQL's dialect);
+        any other on the DataBase's engine (DuckDB's).
         """
-        visible = None
-        if not self.principal.is_root:
-            visible = self._listable_buckets()
         self._kernel.authorizer.record(
             Decision(self.principal, "tier0:Sql", "/", True, "scoped to the buckets it may list")
         )
@@ -201,8 +202,9 @@ class Tier0(Store):
             statements = None  # maybe PostgreSQL syntax DuckDB's lacks: the catalog will say
         if statements is None or reads_catalog_only(statements):
             return catalog.query(
-                query, visible_buckets=visible, timeout_s=timeout_s, rows_max=rows_max
-            )
+                query, visible_buckets=self._visible_buckets(), timeout_s=timeout_s,
+                rows_max=rows_max,
+            )  # fmt: skip
         result = self.db.execute(statements, timeout_s=timeout_s or catalog.timeout_s)
         rows_max = catalog.rows_max if rows_max is None else rows_max
         if not result.num_columns:  # DDL: Arrow counts rows of a zero-column table oddly
