@@ -238,10 +238,12 @@ def _cast(column: pa.ChunkedArray, field: pa.Field, table: str) -> pa.ChunkedArr
     if column.type == field.type:
         return column
     target = field.type
-    if pa.types.is_fixed_size_list(target):
-        return _cast_vectors(column, field, table)
+    vector = pa.types.is_fixed_size_list(target)
+    if vector:
+        _check_dimension(column, field, table)
     try:
-        return column.cast(target, safe=True)
+        # Vectors cast unsafely: float64 → float32 rounds, as a vector store does.
+        return column.cast(target, safe=not vector)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
         raise TableSchemaError(
             f"column {field.name!r} of {table} is {target}; {column.type} values do not"
@@ -249,10 +251,9 @@ def _cast(column: pa.ChunkedArray, field: pa.Field, table: str) -> pa.ChunkedArr
         ) from error
 
 
-def _cast_vectors(column: pa.ChunkedArray, field: pa.Field, table: str) -> pa.ChunkedArray:
-    """Lists of numbers → fixed-size vectors, with the dimension checked first."""
-    target = field.type
-    dimension = target.list_size
+def _check_dimension(column: pa.ChunkedArray, field: pa.Field, table: str) -> None:
+    """Lists of numbers bound for fixed-size vectors must have the vectors' length."""
+    dimension = field.type.list_size
     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
         lengths = pc.list_value_length(column)
         wrong = pc.filter(lengths, pc.not_equal(lengths, dimension))
@@ -266,10 +267,3 @@ def _cast_vectors(column: pa.ChunkedArray, field: pa.Field, table: str) -> pa.Ch
             f"column {field.name!r} of {table} holds {dimension}-d vectors;"
             f" got {column.type.list_size}-d ones"
         )
-    try:
-        return column.cast(target, safe=False)  # float64 → float32 rounds, as a vector store does
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
-        raise TableSchemaError(
-            f"column {field.name!r} of {table} is {target}; {column.type} values do not"
-            f" convert: {error}"
-        ) from error
