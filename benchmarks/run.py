@@ -47,6 +47,7 @@ BENCHMARKS = {
     "catalog": "bench_catalog",
     "s3": "bench_s3",
     "db": "bench_db",
+    "analytics": "bench_analytics",
     "vectors": "bench_vectors",
 }
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # the DataBase loads DuckDB and Arrow: only when first used
     from tier0.db import Database, Engine, SchemaSpec, Table
     from tier0.db._semantic import IndexReport, Progress
 from tier0.engine import EventLog
-from tier0.errors import InvalidArgument, MetaError, MetaUnavailable, SQLSyntaxError
+from tier0.errors import MetaError, MetaUnavailable
 from tier0.identity import (
     ROOT,
     Authorizer,
@@ -185,60 +185,28 @@ class Tier0(Store):
         ``bucket.table``; files as ``tier0://`` URLs; DDL and DML on tables. At most
         ``rows_max`` rows come back (`sql_arrow` returns them all).
 
-        A query sees every write that returned before it started. Other
-        principals than root see only buckets they may list. A query over the
-        catalog alone runs on the metadata backend itself (PostgreSQL's dialect);
-        any other on the DataBase's engine (DuckDB's).
+        One dialect, DuckDB's, whatever the metadata backend. A query sees every
+        write that returned before it started. Other principals than root see
+        only buckets they may list. Times come as ``datetime``, JSON as JSON text.
         """
-        self._kernel.authorizer.record(
-            Decision(self.principal, "tier0:Sql", "/", True, "scoped to the buckets it may list")
-        )
-        from tier0.db import parse_sql, reads_catalog_only
-
-        catalog = self._owned.catalog
-        try:
-            statements = parse_sql(query)
-        except SQLSyntaxError:
-            statements = None  # maybe PostgreSQL syntax DuckDB's lacks: the catalog will say
-        if statements is None or reads_catalog_only(statements):
-            return catalog.query(
-                query, visible_buckets=self._visible_buckets(), timeout_s=timeout_s,
-                rows_max=rows_max,
-            )  # fmt: skip
-        result = self.db.execute(statements, timeout_s=timeout_s or catalog.timeout_s)
-        rows_max = catalog.rows_max if rows_max is None else rows_max
+        result = self.sql_arrow(query, timeout_s=timeout_s)
+        rows_max = self._owned.catalog.rows_max if rows_max is None else rows_max
         if not result.num_columns:  # DDL: Arrow counts rows of a zero-column table oddly
             return QueryResult([], [], truncated=False)
-        rows = [tuple(row.values()) for row in result.slice(0, rows_max).to_pylist()]
+        rows = [
+            tuple(row.values()) for row in _whole_numbers(result.slice(0, rows_max)).to_pylist()
+        ]
         return QueryResult(result.column_names, rows, truncated=result.num_rows > rows_max)
 
     def sql_arrow(self, query: str, *, timeout_s: float | None = None) -> pa.Table:
-        """`sql`, with every row, as an Arrow table (for large results: no Python rows).
+        """`sql`, with every row, as an Arrow table (for large results: no Python rows)."""
+        self._kernel.authorizer.record(
+            Decision(self.principal, "tier0:Sql", "/", True, "scoped to the buckets it may list")
+        )
+        from tier0.db import parse_sql
 
-        JSON values of the catalog views come as JSON text.
-        """
-        import pyarrow as pa
-
-        from tier0.db import parse_sql, reads_catalog_only
-
-        try:
-            statements = parse_sql(query)
-        except SQLSyntaxError:
-            statements = None
-        catalog = self._owned.catalog
-        if statements is None or reads_catalog_only(statements):
-            result = self.sql(query, timeout_s=timeout_s, rows_max=ARROW_ROWS_MAX)
-            if result.truncated:
-                raise InvalidArgument(
-                    f"the result has more than {ARROW_ROWS_MAX:,} rows: add a LIMIT or a filter"
-                )
-            columns = list(zip(*result.rows, strict=True)) or [()] * len(result.columns)
-            arrays = [
-                pa.array([_json_text(v) for v in values] if name in _CATALOG_JSON else values)
-                for name, values in zip(result.columns, columns, strict=True)
-            ]
-            return pa.Table.from_arrays(arrays, names=list(result.columns))
-        table: pa.Table = self.db.execute(statements, timeout_s=timeout_s or catalog.timeout_s)
+        timeout_s = timeout_s or self._owned.catalog.timeout_s
+        table: pa.Table = self.db.execute(parse_sql(query), timeout_s=timeout_s)
         return table
 
     @property
@@ -391,7 +359,7 @@ class _Owned:
             if self._engine is None:
                 from tier0.db import Engine
 
-                self._engine = Engine()
+                self._engine = Engine(meta=self.kernel.meta, cache_directory=self.data / "cache")
             return self._engine
 
     def close(self) -> None:
@@ -495,13 +463,19 @@ def open(
     return Tier0(kernel, acting, owned=owned, closes=True)
 
 
-#: Rows `Tier0.sql_arrow` answers at most from the catalog (tables have no limit).
-ARROW_ROWS_MAX: Final = 10_000_000
-_CATALOG_JSON: Final = frozenset({"metadata", "tags", "detail", "columns"})
+def _whole_numbers(table: pa.Table) -> pa.Table:
+    """``table`` with its whole-number decimals as integers where they fit (DuckDB sums
+    BIGINTs into 128-bit integers, which Arrow carries as decimals)."""
+    import pyarrow as pa
 
-
-def _json_text(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
+    for index, field in enumerate(table.schema):
+        if pa.types.is_decimal(field.type) and field.type.scale == 0:
+            try:
+                column = table.column(index).cast(pa.int64())
+            except pa.ArrowInvalid:
+                continue  # beyond 64 bits: stays a Decimal
+            table = table.set_column(index, field.name, column)
+    return table
 
 
 def _now_us() -> int:

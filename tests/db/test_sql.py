@@ -322,20 +322,21 @@ def test_sql_cuts_a_table_query_at_rows_max(db: tier0.Tier0) -> None:
 # -- the catalog -----------------------------------------------------------------------------
 
 
-def test_catalog_only_query_runs_on_the_catalog(db: tier0.Tier0) -> None:
+def test_catalog_only_queries_run_on_the_engine_in_one_dialect(db: tier0.Tier0) -> None:
     db.create_bucket("other")
-    db.put("bkt", "a.txt", b"a")
-    db.put("bkt", "b.txt", b"bb")
+    db.put("bkt", "logs/a.txt", b"a")
+    db.put("bkt", "logs/b.txt", b"bb")
     db.put("other", "c.txt", b"ccc")
     engine_runs = db._owned.engine().statistics().queries_run
     catalog_runs = db._owned.catalog.statistics().queries_run
     result = db.sql(
-        "SELECT bucket, count(*), sum(size) FROM objects GROUP BY bucket ORDER BY bucket"
-    )
-    assert result.columns == ["bucket", "count", "sum"]  # the catalog's (PostgreSQL's) names
-    assert result.rows == [("bkt", 2, 3), ("other", 1, 3)]
-    assert db._owned.catalog.statistics().queries_run == catalog_runs + 1
-    assert db._owned.engine().statistics().queries_run == engine_runs
+        "SELECT bucket, split_part(key, '/', 1) AS top, count(*) AS n, sum(size) AS bytes"
+        " FROM objects GROUP BY ALL ORDER BY ALL"
+    )  # DuckDB's GROUP BY ALL, whichever the metadata backend
+    assert result.columns == ["bucket", "top", "n", "bytes"]
+    assert result.rows == [("bkt", "logs", 2, 3), ("other", "c.txt", 1, 3)]
+    assert db._owned.engine().statistics().queries_run == engine_runs + 1
+    assert db._owned.catalog.statistics().queries_run == catalog_runs  # objects: from the copy
 
 
 def test_select_joins_a_table_with_the_objects_view(db: tier0.Tier0) -> None:

@@ -24,7 +24,6 @@ from tier0.db._engine import Engine, EngineStatistics
 from tier0.db._schema import SchemaSpec, parse_schema
 from tier0.db._semantic import Embedder, IndexReport, embedder, index_bucket, search_passages
 from tier0.db._sql import parse as parse_sql
-from tier0.db._sql import reads_catalog_only
 from tier0.db._table import Table
 from tier0.db._tables import TableInfo
 
@@ -41,7 +40,6 @@ __all__ = [
     "index_bucket",
     "parse_schema",
     "parse_sql",
-    "reads_catalog_only",
     "search_passages",
     "split_table_path",
 ]

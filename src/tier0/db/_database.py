@@ -33,6 +33,7 @@ from tier0.catalog import Catalog
 from tier0.db import _sql, _tables
 from tier0.db._engine import QUERY_TIMEOUT_S, Engine
 from tier0.db._files import Grant, GrantedFile
+from tier0.db._replica import REPLICATED_VIEWS
 from tier0.db._schema import (
     SchemaSpec,
     describe_schema,
@@ -354,8 +355,14 @@ class Database:
         return " UNION ALL ".join(parts)
 
     def _catalog_sql(self, view: str, grants: list[Grant]) -> str:
-        """A catalog view's visible rows, handed to DuckDB as Arrow (at most CATALOG_ROWS_MAX)."""
+        """A catalog view's visible rows: the engine's copy of the large views brought up
+        to date (`tier0.db._replica`), the others read now and handed to DuckDB as
+        Parquet (at most CATALOG_ROWS_MAX rows)."""
         visible = self._visible()
+        replica = self._engine.replica
+        if replica is not None and view in REPLICATED_VIEWS:
+            replica.sync()
+            return replica.relation(view, visible)
         result = self._catalog.query(
             f"SELECT * FROM {view}", visible_buckets=visible, rows_max=CATALOG_ROWS_MAX
         )

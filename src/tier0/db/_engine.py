@@ -22,14 +22,18 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import duckdb
 import pyarrow as pa
 
 from tier0.db._files import PROTOCOL, BlobFileSystem
+from tier0.db._replica import SCHEMA as REPLICA_SCHEMA
+from tier0.db._replica import CatalogReplica, ReplicaFile
 from tier0.db._vectors import IndexCache
 from tier0.errors import CatalogError, QueryTimeout, SQLNotAllowed, SQLSyntaxError, TableSchemaError
+from tier0.meta import MetaBackend
 
 ENGINE_THREADS: Final = 2
 ENGINE_MEMORY_BYTES_MAX: Final = 2 * 1024**3
@@ -57,7 +61,11 @@ class Engine:
         *,
         threads: int = ENGINE_THREADS,
         memory_bytes_max: int = ENGINE_MEMORY_BYTES_MAX,
+        meta: MetaBackend | None = None,
+        cache_directory: Path | None = None,
     ) -> None:
+        """``meta``: the metadata whose catalog the engine keeps a copy of
+        (`tier0.db._replica`), in a file under ``cache_directory`` (in memory if None)."""
         self.files = BlobFileSystem()
         #: Search indexes loaded in this process (see `tier0.db._vectors`), and parts
         #: of data files decoded for searches (rowids, vectors, small columns, tokens;
@@ -66,6 +74,18 @@ class Engine:
         self.decoded = IndexCache(DECODED_CACHE_BYTES_MAX)
         self._db = duckdb.connect(":memory:")
         self._db.register_filesystem(self.files)
+        self._replica_file: ReplicaFile | None = None
+        if meta is not None:  # attached before the lock-down below: SQL cannot attach
+            if cache_directory is None:
+                self._db.execute(f"ATTACH ':memory:' AS {REPLICA_SCHEMA} (COMPRESS)")
+            else:
+                self._replica_file = ReplicaFile(cache_directory)
+                path = str(self._replica_file.path).replace("'", "''")
+                try:
+                    self._db.execute(f"ATTACH '{path}' AS {REPLICA_SCHEMA}")
+                except duckdb.Error:  # unreadable (another DuckDB's format, say): a new one
+                    self._replica_file.discard()
+                    self._db.execute(f"ATTACH '{path}' AS {REPLICA_SCHEMA}")
         for setting in (
             f"SET threads = {int(threads)}",
             f"SET memory_limit = '{int(memory_bytes_max)}B'",
@@ -76,6 +96,8 @@ class Engine:
             "SET lock_configuration = true",
         ):
             self._db.execute(setting)
+        #: The catalog's copy (None without ``meta``).
+        self.replica = None if meta is None else CatalogReplica(meta, self._db)
         self._lock = threading.Lock()
         self._running: set[duckdb.DuckDBPyConnection] = set()
         self._cancelled: set[int] = set()
@@ -144,6 +166,8 @@ class Engine:
         with self._lock:
             self._closed = True
         self._db.close()
+        if self._replica_file is not None:
+            self._replica_file.release()
 
 
 def _translate(error: duckdb.Error, cancelled: bool, timeout_s: float) -> CatalogError:

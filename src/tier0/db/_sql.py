@@ -87,7 +87,7 @@ def parse(sql: str) -> list[Statement]:
     try:
         trees = [tree for tree in sqlglot.parse(sql, read="duckdb") if tree is not None]
     except SqlglotError as error:
-        raise SQLSyntaxError(f"the query does not parse: {error}") from error
+        raise SQLSyntaxError(f"the query does not parse: {_parse_problem(error)}") from error
     if not trees:
         raise SQLSyntaxError("the query is empty")
     if len(trees) > STATEMENTS_MAX:
@@ -98,23 +98,19 @@ def parse(sql: str) -> list[Statement]:
     return statements
 
 
-def reads_catalog_only(statements: list[Statement]) -> bool:
-    """Whether ``statements`` are one query over catalog views alone (no table, no
-    file): the catalog runs those itself, straight on the metadata backend."""
-    if len(statements) != 1 or statements[0].kind != "query":
-        return False
-    tree = statements[0].tree
-    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    for table in tree.find_all(exp.Table):
-        if not isinstance(table.this, exp.Identifier) or table.args.get("db"):
-            return False
-        name = str(table.this.this).lower()
-        if name not in CATALOG_VIEWS and name not in ctes:
-            return False
-    return not any(
-        literal.is_string and str(literal.this).startswith(URL_SCHEME)
-        for literal in tree.find_all(exp.Literal)
-    )
+def _parse_problem(error: SqlglotError) -> str:
+    """sqlglot's first complaint on one line, with where it was (its own text
+    quotes the query across lines, with terminal escapes around the spot)."""
+    found = getattr(error, "errors", None)
+    if not found:
+        return str(error).splitlines()[0]
+    first = found[0]
+    description = str(first.get("description", "")).split(" for <class")[0]
+    if description.startswith("Required keyword"):
+        description = "the statement is incomplete"
+    near = str(first.get("highlight") or "").strip()
+    where = f"line {first.get('line')}, column {first.get('col')}"
+    return f"{description} at {where}" + (f", near {near!r}" if near else "")
 
 
 def _classify(tree: exp.Expr) -> Statement:
@@ -150,6 +146,10 @@ def table_name(node: exp.Expr | None) -> tuple[str, str]:
     """(bucket, table) from ``bucket.table``; `SQLSyntaxError` for any other name."""
     if not isinstance(node, exp.Table) or not isinstance(node.this, exp.Identifier):
         raise SQLSyntaxError("name the table as bucket.table")
+    if not node.args.get("db") and node.name.lower() in CATALOG_VIEWS:
+        raise SQLNotAllowed(
+            f"{node.name} is a catalog view: read-only, written by the kernel as elements change"
+        )
     if node.args.get("catalog") or not node.args.get("db"):
         raise SQLSyntaxError(f"name the table {node.name!r} as bucket.table")
     return str(node.args["db"].this), str(node.this.this)

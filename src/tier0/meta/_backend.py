@@ -12,12 +12,16 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
+import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tier0.meta._schema import SCHEMA_VERSION, render_ddl
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Params = Sequence[Any]
 
@@ -138,6 +142,17 @@ class MetaBackend(abc.ABC):
         """A connection for reads, from a pool; each statement sees the latest commit."""
 
     @abc.abstractmethod
+    def read_arrow(self, sql: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """The rows of one read-only statement ``sql`` (one snapshot), as batches of
+        ``schema`` (its columns in order), streamed in C: for bulk reads, where
+        Python rows cost ten times more (~10 us a row for 16 columns)."""
+
+    def store_id(self) -> str:
+        """This metadata's identity, made once when its schema was installed."""
+        with self.reader() as db:
+            return str(db.query_one("SELECT value FROM t0_schema WHERE name = 'store_id'")[0])
+
+    @abc.abstractmethod
     def start_watching(self) -> None:
         """Start bumping ``self.signal`` on commits made by other processes."""
 
@@ -180,6 +195,11 @@ class MetaBackend(abc.ABC):
                 )
             connection.execute(
                 "INSERT INTO t0_counters (name, value) VALUES ('seq', 0) ON CONFLICT (name) DO NOTHING"
+            )
+            connection.execute(
+                "INSERT INTO t0_schema (name, value) VALUES ('store_id', ?)"
+                " ON CONFLICT (name) DO NOTHING",
+                (secrets.token_hex(16),),
             )
             connection.commit()
         except BaseException:

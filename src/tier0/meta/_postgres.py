@@ -15,10 +15,13 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tier0.errors import MetaUnavailable, StorageFull
 from tier0.meta._backend import Connection, Cursor, MetaBackend, Params
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 CHANNEL: Final = "tier0_commits"
 #: The role user SQL runs as: SELECT on the catalog views and nothing else.
@@ -140,6 +143,24 @@ class PostgresBackend(MetaBackend):
                 self._pool.append(connection)
                 return
         connection.close()
+
+    def read_arrow(self, sql: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        # ADBC's PostgreSQL driver streams COPY ... BINARY into Arrow, in C.
+        try:
+            import adbc_driver_postgresql.dbapi
+        except ImportError as error:
+            raise MetaUnavailable(
+                "bulk reads from PostgreSQL need its ADBC driver: pip install 'tier0[postgres]'"
+            ) from error
+        import pyarrow as pa
+
+        self.check_open()
+        connect = adbc_driver_postgresql.dbapi.connect
+        with connect(self._url) as connection, connection.cursor() as cursor:
+            cursor.execute(sql)
+            for batch in cursor.fetch_record_batch():
+                arrays = [batch.column(i).cast(field.type) for i, field in enumerate(schema)]
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[Connection]:

@@ -47,7 +47,7 @@ from tier0.store._multipart import (
 )
 from tier0.store._multipart_integrity import checksum_settings, checksum_type_of, combine_crc
 from tier0.store._names import KEY_BYTES_MAX, validate_bucket_name, validate_key
-from tier0.store._ops import StaleOwner, emit_event, owned_bucket_row
+from tier0.store._ops import StaleOwner, emit_event, key_prefixes, owned_bucket_row
 from tier0.store._reader import ObjectReader
 from tier0.store._store import STANDARD_HEADERS, Kernel, Store, StoreConfig
 from tier0.store._types import (
@@ -117,6 +117,7 @@ __all__ = [
     "encode_chunk",
     "iter_blob",
     "iter_chunks",
+    "key_prefixes",
     "match_cors_rule",
     "open_chunk_backend",
     "owned_bucket_row",
