@@ -605,3 +605,25 @@ def test_dropping_the_table_releases_the_index_to_gc(t0: tier0.Tier0, docs: Tabl
     with t0._kernel.meta.reader() as db:
         assert db.query_all("SELECT count(*) FROM t0_table_indexes")[0][0] == 0
     assert t0.check(deep=True).ok
+
+
+def test_changes_by_another_process_reach_a_cached_table_state(
+    t0: tier0.Tier0, docs: Table, tmp_path: pathlib.Path, meta_url: str
+) -> None:
+    # This process caches the table's state (files, indexes) and where each row
+    # is; another store on the same metadata (as another process) changes all
+    # three. Every answer here must follow at once.
+    query = VECTORS[5]
+    assert _ids(docs.search(query, 1, columns=["id"])) == [5]
+    assert docs.indexes() == []
+    with tier0.open(tmp_path / "data", meta=meta_url) as other:
+        theirs = other.table(DOCS)
+        theirs.create_index(metric="cosine")
+        theirs.delete("id = 5")  # rewrites a file: its rows keep their rowids
+        theirs.update({"tag": "moved"}, where="id = 6")
+        _insert(theirs, [ROWS], VECTORS[5:6])  # row 5's vector again, as a new row
+    assert [index.column for index in docs.indexes()] == ["v"]
+    found = docs.search(query, 2, columns=["id", "tag"])
+    assert _ids(found)[0] == ROWS  # the deleted row is gone, its twin is found
+    assert 5 not in _ids(found)
+    assert docs.search(VECTORS[6], 1, columns=["id", "tag"]).column("tag").to_pylist() == ["moved"]

@@ -295,7 +295,7 @@ class Database:
     def _readable(self, bucket: str, name: str) -> tuple[TableInfo, list[DataFile]]:
         self._store.authorize_element_read("tier0:ReadTable", bucket, name)
         with self._store._kernel.meta.reader() as db:
-            return _tables.load_table(db, bucket, name)
+            return self._engine.tables.load(db, bucket, name)
 
     def _table_sql(
         self, info: TableInfo, files: Sequence[DataFile], grants: list[Grant], *,

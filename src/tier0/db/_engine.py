@@ -31,6 +31,7 @@ import pyarrow as pa
 from tier0.db._files import PROTOCOL, BlobFileSystem
 from tier0.db._replica import SCHEMA as REPLICA_SCHEMA
 from tier0.db._replica import CatalogReplica, ReplicaFile
+from tier0.db._tables import TableStates
 from tier0.db._vectors import IndexCache
 from tier0.errors import CatalogError, QueryTimeout, SQLNotAllowed, SQLSyntaxError, TableSchemaError
 from tier0.meta import MetaBackend
@@ -72,6 +73,8 @@ class Engine:
         #: files never change, so neither can go stale).
         self.indexes = IndexCache()
         self.decoded = IndexCache(DECODED_CACHE_BYTES_MAX)
+        #: The tables read lately, reused while current (see `TableStates`).
+        self.tables = TableStates()
         self._db = duckdb.connect(":memory:")
         self._db.register_filesystem(self.files)
         self._replica_file: ReplicaFile | None = None

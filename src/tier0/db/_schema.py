@@ -162,11 +162,17 @@ def _scratch() -> duckdb.DuckDBPyConnection:
 
 def vector_columns(schema: pa.Schema) -> dict[str, int]:
     """Columns that hold fixed-size float vectors, with their dimension."""
-    return {
-        field.name: field.type.list_size
+    return dict(_vector_columns(schema))
+
+
+@functools.lru_cache(maxsize=1024)
+def _vector_columns(schema: pa.Schema) -> tuple[tuple[str, int], ...]:
+    # Asked several times per search: schemas are few, and hash by value.
+    return tuple(
+        (field.name, field.type.list_size)
         for field in schema
         if pa.types.is_fixed_size_list(field.type) and pa.types.is_floating(field.type.value_type)
-    }
+    )
 
 
 def to_arrow(data: Any) -> pa.Table:
