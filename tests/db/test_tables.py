@@ -9,7 +9,6 @@ followed by ``check()``: the chunk references tables hold must add up.
 from __future__ import annotations
 
 import json
-
 import pathlib
 import queue
 import random

@@ -33,7 +33,7 @@ from tier0.catalog import Catalog
 from tier0.db import _sql, _tables
 from tier0.db._engine import QUERY_TIMEOUT_S, Engine
 from tier0.db._files import Grant, GrantedFile
-from tier0.db._replica import REPLICATED_VIEWS
+from tier0.db._replica import REPLICATED_VIEWS, ReplicaCheck
 from tier0.db._schema import (
     SchemaSpec,
     describe_schema,
@@ -42,10 +42,12 @@ from tier0.db._schema import (
 from tier0.db._sql import FILE_COLUMN, ROWID_COLUMN, quote
 from tier0.db._table import Table
 from tier0.db._tables import Change, DataFile, NewFile, TableInfo
+from tier0.db._transaction import Transaction
 from tier0.db._vectors import IndexInfo
 from tier0.errors import (
     InvalidArgument,
     NoSuchTable,
+    SQLNotAllowed,
     SQLSyntaxError,
     TableAlreadyExists,
     TableSchemaError,
@@ -98,17 +100,60 @@ _CATALOG_INTEGERS: Final = {
 class Database:
     """The DataBase as one store handle (one principal) sees it."""
 
-    def __init__(self, store: Store, engine: Engine, catalog: Catalog, visible: Callable[[], Any]):
+    def __init__(
+        self, store: Store, engine: Engine, catalog: Catalog, visible: Callable[[], Any],
+        transaction: Transaction | None = None,
+    ) -> None:  # fmt: skip
         self._store = store
         self._engine = engine
         self._catalog = catalog
         #: The buckets the principal may list (None: all), for catalog views.
         self._visible = visible
+        #: Set on the Database of a transaction: reads see it, changes are staged in it.
+        self._transaction = transaction
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """A Database whose table changes commit together when the block ends, or not at
+        all if it raises (see `tier0.db._transaction`)::
+
+            with t0.db.transaction() as db:
+                db.table("bank/accounts").update({"balance": 90}, where="id = 1")
+                db.sql("UPDATE bank.accounts SET balance = balance + 10 WHERE id = 2")
+
+        `TableConflict` at the end if a table written here changed meanwhile.
+        """
+        if self._transaction is not None:
+            raise SQLNotAllowed("a transaction is open already: transactions do not nest")
+        age_s_max = self._store._kernel.config.gc_grace_s / 2
+        bound = Database(self._store, self._engine, self._catalog, self._visible,
+                         Transaction(self, age_s_max=age_s_max))  # fmt: skip
+        assert bound._transaction is not None
+        try:
+            yield bound
+        except BaseException:
+            bound._transaction.rollback()
+            raise
+        for info in bound._transaction.commit():
+            Table(self, info.bucket, info.name)._fold_indexes(info)
+
+    def check(self) -> ReplicaCheck:
+        """The engine's copy of the catalog against the metadata (see
+        `tier0.db._replica`), brought up to date first."""
+        replica = self._engine.replica
+        if replica is None:
+            raise InvalidArgument("this engine keeps no copy of the catalog")
+        return replica.check()
+
+    def _refuse_in_transaction(self, what: str) -> None:
+        if self._transaction is not None:
+            raise SQLNotAllowed(f"{what} is not transactional: run it outside BEGIN ... COMMIT")
 
     # -- tables ----------------------------------------------------------------------------
 
     def create_table(self, path: str, schema: SchemaSpec, *, exist_ok: bool = False) -> Table:
         """Create table ``bucket/name`` with ``schema`` (see `parse_schema`)."""
+        self._refuse_in_transaction("CREATE TABLE")
         bucket, name = split_table_path(path)
         parsed = parse_schema(schema)
         decision = self._store.authorize_element_write("tier0:CreateTable", bucket, name)
@@ -145,6 +190,7 @@ class Database:
         return readable
 
     def drop_table(self, path: str, *, missing_ok: bool = False) -> None:
+        self._refuse_in_transaction("DROP TABLE")
         bucket, name = split_table_path(path)
         decision = self._store.authorize_element_write("tier0:DropTable", bucket, name)
         try:
@@ -161,7 +207,9 @@ class Database:
     def sql(self, query: str, *, timeout_s: float = QUERY_TIMEOUT_S) -> pa.Table:
         """Run ``query`` (one statement or several, separated by ``;``) and return the
         last one's result as Arrow. Writes return one row: ``rows`` affected; DDL none.
-        Statements run one after another, each committed when it returns."""
+        Statements run one after another, each committed when it returns, except
+        between ``BEGIN`` and ``COMMIT`` (or ``ROLLBACK``), which commit together (see
+        `transaction`); a transaction begun must end within the same call."""
         return self.execute(_sql.parse(query), timeout_s=timeout_s)
 
     def execute(
@@ -169,8 +217,36 @@ class Database:
     ) -> pa.Table:
         """`sql` for statements parsed already (by `tier0.db.parse_sql`)."""
         result = pa.table({})
-        for statement in statements:
-            result = self._run(statement, timeout_s)
+        position = 0
+        while position < len(statements):
+            statement = statements[position]
+            if statement.kind in ("commit", "rollback"):
+                raise SQLSyntaxError(f"{statement.kind.upper()} without BEGIN")
+            if statement.kind != "begin":
+                result = self._run(statement, timeout_s)
+                position += 1
+                continue
+            if self._transaction is not None:
+                raise SQLNotAllowed("a transaction is open already: transactions do not nest")
+            end = next(
+                (n for n in range(position + 1, len(statements))
+                 if statements[n].kind in ("begin", "commit", "rollback")),
+                None,
+            )  # fmt: skip
+            if end is None or statements[end].kind == "begin":
+                raise SQLSyntaxError(
+                    "BEGIN without COMMIT or ROLLBACK: a transaction ends in the call that"
+                    " begins it"
+                )
+            try:
+                with self.transaction() as bound:
+                    for inner in statements[position + 1 : end]:
+                        result = bound._run(inner, timeout_s)
+                    if statements[end].kind == "rollback":
+                        raise _RolledBack
+            except _RolledBack:
+                pass
+            position = end + 1
         return result
 
     def _run(self, statement: _sql.Statement, timeout_s: float) -> pa.Table:
@@ -293,6 +369,8 @@ class Database:
                 grant.revoke()
 
     def _readable(self, bucket: str, name: str) -> tuple[TableInfo, list[DataFile]]:
+        if self._transaction is not None:
+            return self._transaction.readable(bucket, name)
         self._store.authorize_element_read("tier0:ReadTable", bucket, name)
         with self._store._kernel.meta.reader() as db:
             return self._engine.tables.load(db, bucket, name)
@@ -506,6 +584,7 @@ class Database:
     def _save_index(self, table: Table, info: TableInfo, index: IndexInfo, blob: Blob) -> int:
         """Install ``index`` (its bytes durable in ``blob``) on ``table``, replacing the
         column's; returns the sequence number it was installed at."""
+        self._refuse_in_transaction("building an index")
         bucket, name = table.bucket, table.name
         decision = self._store.authorize_element_write("tier0:AlterTable", bucket, name)
         built_seq: int = self._store.commit_element_write(
@@ -517,6 +596,8 @@ class Database:
         return built_seq
 
     def _commit(self, table: Table, action: str, info: TableInfo, change: Change) -> TableInfo:
+        if self._transaction is not None:
+            return self._transaction.stage(table.bucket, table.name, action, change)
         bucket, name = table.bucket, table.name
         decision = self._store.authorize_element_write(action, bucket, name)
         result: TableInfo = self._store.commit_element_write(
@@ -542,6 +623,10 @@ def _not_null(definition: exp.ColumnDef) -> bool:
                 " (tables take NOT NULL; no keys, defaults or checks)"
             )
     return not_null
+
+
+class _RolledBack(Exception):
+    """ROLLBACK: leaves the transaction's block without committing."""
 
 
 def _affected(rows: int) -> pa.Table:

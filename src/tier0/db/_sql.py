@@ -116,6 +116,12 @@ def _parse_problem(error: SqlglotError) -> str:
 def _classify(tree: exp.Expr) -> Statement:
     if isinstance(tree, exp.Query):
         return Statement("query", tree)
+    if isinstance(tree, exp.Transaction):
+        return Statement("begin", tree)
+    if isinstance(tree, exp.Commit):
+        return Statement("commit", tree)
+    if isinstance(tree, exp.Rollback):
+        return Statement("rollback", tree)
     if isinstance(tree, exp.Insert):
         if tree.args.get("overwrite") or tree.args.get("conflict") or tree.args.get("returning"):
             raise SQLNotAllowed("INSERT takes no OVERWRITE, ON CONFLICT or RETURNING here")

@@ -97,7 +97,10 @@ class Table:
 
     def _fold_indexes(self, info: TableInfo) -> None:
         """Fold new rows into the vector indexes once exact search over them would cost
-        more than a fold (FOLD_ROWS_MIN rows, or a tenth of what an index holds)."""
+        more than a fold (FOLD_ROWS_MIN rows, or a tenth of what an index holds); in a
+        transaction, once it commits."""
+        if self._db._transaction is not None:
+            return
         with self._db._store._kernel.meta.reader() as db:
             indexes = _tables.load_indexes(db, info.table_id)
         for index in indexes.values():

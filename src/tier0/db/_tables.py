@@ -18,6 +18,7 @@ for its caller to retry on the new snapshot. Appends never conflict.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from collections import OrderedDict
@@ -83,8 +84,10 @@ class DataFile:
 class NewFile:
     """A data file written (its blob durable) and ready to be committed.
 
-    ``rowid_max`` None: the rows are new, and the commit numbers them (row_base);
-    otherwise the file stores its rows' rowids, the highest being ``rowid_max``.
+    ``rowid_max`` None: the rows are new, and the commit numbers them from
+    ``row_base`` if given (a transaction numbers its rows as it writes them), else
+    from the table's next rowid; otherwise the file stores its rows' rowids, the
+    highest being ``rowid_max``.
     """
 
     file_id: str
@@ -92,6 +95,7 @@ class NewFile:
     blob: Blob
     columns: tuple[str, ...]
     rowid_max: int | None = None
+    row_base: int | None = None
 
 
 _TABLE_COLUMNS: Final = (
@@ -262,6 +266,13 @@ class Change:
     #: dropped meanwhile come back in the added files, or lose a column added
     #: meanwhile from the new schema, so that conflicts instead.
     schema_read: pa.Schema | None = None
+    #: The snapshot the change was computed from, when it must still be the table's
+    #: (a transaction's changes, whose new rows are numbered from its next rowid).
+    snapshot_read: int | None = None
+    #: Rowids below this are taken (by rows the change numbered and then rewrote).
+    next_rowid: int = 0
+    #: Event detail beyond the rows affected (a transaction's counts per kind).
+    detail: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def commit_change(
@@ -272,6 +283,10 @@ def commit_change(
     current = _table_row(tx, bucket, name)
     if current.table_id != table_id:
         raise TableConflict(f"table {bucket}/{name} was dropped and created again; retry")
+    if change.snapshot_read is not None and change.snapshot_read != current.snapshot:
+        raise TableConflict(
+            f"table {bucket}/{name} changed while this transaction ran; run it again"
+        )
     if change.schema_read is not None and not change.schema_read.equals(current.schema):
         raise TableConflict(
             f"the columns of table {bucket}/{name} changed while this {change.event_type} ran;"
@@ -303,7 +318,10 @@ def commit_change(
     for new in change.add:
         row_base = None
         rowid_max = new.rowid_max
-        if rowid_max is None:  # new rows: numbered here, so rowids grow in commit order
+        if rowid_max is None and new.row_base is not None:  # numbered by a transaction
+            row_base, rowid_max = new.row_base, new.row_base + new.rows - 1
+            next_rowid = max(next_rowid, rowid_max + 1)
+        elif rowid_max is None:  # new rows: numbered here, so rowids grow in commit order
             row_base, next_rowid = next_rowid, next_rowid + new.rows
             rowid_max = next_rowid - 1
         tx.execute(
@@ -319,6 +337,7 @@ def commit_change(
         _drop_columns_from_files(tx, table_id, change.dropped_columns)
         for column in change.dropped_columns:
             _drop_index(tx, table_id, column)
+    next_rowid = max(next_rowid, change.next_rowid)
     schema = change.schema or current.schema
     rows = current.rows - removed_rows + sum(new.rows for new in change.add)
     size = current.bytes - removed_bytes + sum(new.blob.size for new in change.add)
@@ -330,7 +349,7 @@ def commit_change(
             next_rowid, tx.now_us, table_id,
         ),
     )  # fmt: skip
-    detail: dict[str, Any] = {"rows": change.rows_affected, "snapshot": seq}
+    detail: dict[str, Any] = {"rows": change.rows_affected, "snapshot": seq, **change.detail}
     if change.schema is not None:
         detail["columns"] = describe_schema(schema)
     emit_event(tx, seq, change.event_type, bucket, name, None, rows, None, decision, detail)
