@@ -347,6 +347,10 @@ class CatalogReplica:
                     cursor.execute(
                         f"CREATE INDEX {table}_by_name ON {SCHEMA}.{table} ({_INDEXED[table]})"
                     )
+        # Into the file now: DuckDB left the build in its WAL (as large as the copy),
+        # which the next process to open the file would replay.
+        with self._cursor() as cursor:
+            cursor.execute(f"CHECKPOINT {SCHEMA}")
         self._loaded = True
 
     def _catch_up(self, target: int) -> None:
