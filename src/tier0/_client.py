@@ -203,10 +203,8 @@ class Tier0(Store):
         self._kernel.authorizer.record(
             Decision(self.principal, "tier0:Sql", "/", True, "scoped to the buckets it may list")
         )
-        from tier0.db import parse_sql
-
         timeout_s = timeout_s or self._owned.catalog.timeout_s
-        table: pa.Table = self.db.execute(parse_sql(query), timeout_s=timeout_s)
+        table: pa.Table = self.db.sql(query, timeout_s=timeout_s)
         return table
 
     @property

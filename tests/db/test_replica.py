@@ -259,3 +259,29 @@ def test_an_unreadable_copy_is_replaced(tmp_path: Path) -> None:
         t0.create_bucket("bkt")
         t0.put("bkt", "k", b"1")
         assert t0.sql("SELECT key FROM objects").rows == [("k",)]
+
+
+def test_a_query_of_the_copy_alone_is_bound_once_and_stays_current(t0: tier0.Tier0) -> None:
+    t0.create_bucket("open")
+    t0.create_bucket("secret")
+    t0.put("open", "a", b"1")
+    t0.put("secret", "s", b"2")
+    bound = t0._owned.engine().bound
+    query = "SELECT bucket, count(*) AS n FROM objects GROUP BY bucket ORDER BY bucket"
+    assert t0.sql(query).rows == [("open", 1), ("secret", 1)]
+    key = f"None\n{query}"
+    assert bound.get(key) is not None  # kept bound
+    t0.put("open", "b", b"3")  # the reused form still reads the caught-up copy
+    assert t0.sql(query).rows == [("open", 2), ("secret", 1)]
+    # Another principal, the same text: its own buckets, its own bound form.
+    t0.create_user("alice")
+    t0.grant("alice", "s3:ListBucket", "/open")
+    assert t0.as_principal("alice").sql(query).rows == [("open", 2)]
+    assert t0.sql(query).rows == [("open", 2), ("secret", 1)]
+    # Anything else in the query (a table, a view read per query) is bound each time.
+    t0.sql("CREATE TABLE open.t (x INT); INSERT INTO open.t VALUES (1)")
+    for other in ("SELECT count(*) FROM open.t, objects", "SELECT count(*) FROM buckets"):
+        t0.sql(other)
+        assert bound.get(f"None\n{other}") is None
+    t0.sql("INSERT INTO open.t VALUES (2)")
+    assert t0.sql("SELECT count(*) FROM open.t, objects").rows == [(6,)]

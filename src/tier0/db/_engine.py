@@ -42,6 +42,7 @@ QUERY_TIMEOUT_S: Final = 60.0
 QUERY_TIMEOUT_S_MAX: Final = 3600.0
 _GRANTED_PATH: Final = re.compile(PROTOCOL + r"://[0-9a-f]+/[^'\s]*")
 DECODED_CACHE_BYTES_MAX: Final = 512 * 1024**2
+BOUND_QUERIES_BYTES_MAX: Final = 16 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class Engine:
         self.decoded = IndexCache(DECODED_CACHE_BYTES_MAX)
         #: The tables read lately, reused while current (see `TableStates`).
         self.tables = TableStates()
+        #: Queries over the catalog's copy alone, bound (see `Database.sql`).
+        self.bound = IndexCache(BOUND_QUERIES_BYTES_MAX)
         self._db = duckdb.connect(":memory:")
         self._db.register_filesystem(self.files)
         self._replica_file: ReplicaFile | None = None
