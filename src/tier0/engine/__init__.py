@@ -1,10 +1,24 @@
-"""The DataEngine. So far: the event log that triggers and functions will consume, and
-what a trigger matches (`TriggerSpec`, with filters compiled by `compile_filter`)."""
+"""The DataEngine. So far: the event log, what a trigger matches (`TriggerSpec`, with
+filters compiled by `compile_filter`), stored triggers (`Triggers`), and the
+`Dispatcher` that turns matching events into durable invocations, exactly one
+per event and trigger. Running them (workers, Ray) comes next."""
 
 from __future__ import annotations
 
+from tier0.engine._dispatch import Dispatcher, DispatchReport, TriggerInfo, Triggers
 from tier0.engine._events import Event, EventLog
 from tier0.engine._filters import compile_filter
 from tier0.engine._triggers import ALIASES, EVENT_TYPES, TriggerSpec
 
-__all__ = ["ALIASES", "EVENT_TYPES", "Event", "EventLog", "TriggerSpec", "compile_filter"]
+__all__ = [
+    "ALIASES",
+    "EVENT_TYPES",
+    "DispatchReport",
+    "Dispatcher",
+    "Event",
+    "EventLog",
+    "TriggerInfo",
+    "TriggerSpec",
+    "Triggers",
+    "compile_filter",
+]

@@ -35,6 +35,14 @@ blob like a data file, keyed by rowid and covering the rows up to ``rowid_max``.
 (the last ``seq`` it has handled): the semantic index of a bucket
 (``tier0.db._semantic``) reads only the events after its cursor.
 
+``t0_triggers`` holds the DataEngine's triggers (``tier0.engine``): each its
+spec as JSON, ``active`` or ``paused``, and ``after_seq``, the last event
+before it existed (it fires for later ones only). ``t0_invocations`` holds one
+row per (event, trigger) match, made by the dispatcher in the transaction that
+advances its cursor (``engine.dispatch`` in ``t0_cursors``): so each matching
+event yields exactly one invocation, which workers lease and run;
+``idempotency_key`` is ``<seq>:<trigger>``.
+
 ``t0_bucket_config`` holds each bucket's configuration, one row per kind
 (``tags``, ``cors``, ``policy``, ``acl``), deleted with the bucket.
 ``t0_object_acls`` holds the canned ACL of the versions that have one other
@@ -48,7 +56,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 #: Dialect-specific spellings substituted into the DDL below.
 _TYPES: Final = {
@@ -245,6 +253,31 @@ CREATE TABLE IF NOT EXISTS t0_cursors (
     name {text} PRIMARY KEY,
     seq BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS t0_triggers (
+    name {text} PRIMARY KEY,
+    spec {json} NOT NULL,
+    state TEXT NOT NULL,
+    after_seq BIGINT NOT NULL,
+    created_us BIGINT NOT NULL,
+    created_by {text} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS t0_invocations (
+    id {autoid},
+    idempotency_key {text} NOT NULL UNIQUE,
+    trigger_name {text} NOT NULL,
+    function_name {text} NOT NULL,
+    seq BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    not_before_us BIGINT NOT NULL,
+    lease_owner {text},
+    lease_until_us BIGINT,
+    created_us BIGINT NOT NULL,
+    started_us BIGINT,
+    ended_us BIGINT,
+    error {text}
+);
+CREATE INDEX IF NOT EXISTS t0_invocations_ready ON t0_invocations (status, not_before_us);
 CREATE TABLE IF NOT EXISTS t0_audit (
     id {autoid},
     time_us BIGINT NOT NULL,

@@ -1,0 +1,122 @@
+"""Stored triggers and the dispatcher (``tier0.engine._dispatch``): every matching
+event yields exactly one durable invocation, on both metadata backends, with
+two dispatchers (two opened stores, as two processes) sharing the work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tier0
+from tier0.engine import Dispatcher, Triggers, TriggerSpec
+from tier0.errors import InvalidArgument
+
+
+def _engine(t0: tier0.Tier0) -> tuple[Triggers, Dispatcher]:
+    kernel = t0._kernel
+    return Triggers(kernel.meta, kernel.committer), Dispatcher(kernel.meta, kernel.committer)
+
+
+def _invocations(t0: tier0.Tier0) -> list[tuple[Any, ...]]:
+    with t0._kernel.meta.reader() as db:
+        rows = db.query_all(
+            "SELECT i.trigger_name, i.function_name, e.key, i.status, i.attempts,"
+            " i.idempotency_key, i.seq FROM t0_invocations i JOIN t0_events e ON e.seq = i.seq"
+            " ORDER BY i.seq, i.trigger_name"
+        )
+    return [tuple(row) for row in rows]
+
+
+def test_matching_events_become_one_invocation_each(t0: tier0.Tier0) -> None:
+    triggers, dispatcher = _engine(t0)
+    t0.create_bucket("docs")
+    t0.put("docs", "raw/old.pdf", b"before the trigger")  # before: never fires
+    triggers.create(
+        TriggerSpec("pdfs", "extract", bucket="docs", prefix="raw/", suffix=".pdf"),
+        created_by=t0.principal.id,
+    )
+    triggers.create(
+        TriggerSpec("big-english", "embed", bucket="docs", filter="metadata['lang'] = 'en'"
+                    " AND size > 3"),
+        created_by=t0.principal.id,
+    )  # fmt: skip
+    t0.put("docs", "raw/a.pdf", b"pdf", metadata={"lang": "en"})  # pdfs only (size 3)
+    t0.put("docs", "raw/b.txt", b"text!", metadata={"Lang": "en"})  # big-english only
+    t0.put("docs", "notes/c.pdf", b"x")  # neither
+    t0.delete("docs", "raw/a.pdf")  # removed: neither listens
+    report = dispatcher.dispatch()
+    assert report.invocations_made == 2
+    got = _invocations(t0)
+    assert [(trigger, function, key, status, attempts) for trigger, function, key, status,
+            attempts, _, _ in got] == [
+        ("pdfs", "extract", "raw/a.pdf", "queued", 0),
+        ("big-english", "embed", "raw/b.txt", "queued", 0),
+    ]  # fmt: skip
+    assert all(key == f"{seq}:{trigger}" for trigger, _, _, _, _, key, seq in got)
+    # Nothing new: nothing made, and the cursor stays.
+    again = dispatcher.dispatch()
+    assert (again.events_read, again.invocations_made, again.cursor) == (0, 0, report.cursor)
+    assert _invocations(t0) == got
+
+
+def test_paused_and_removed_triggers_do_not_fire(t0: tier0.Tier0) -> None:
+    triggers, dispatcher = _engine(t0)
+    t0.create_bucket("docs")
+    triggers.create(TriggerSpec("all", "f", bucket="docs"), created_by="root")
+    triggers.pause("all")
+    t0.put("docs", "a", b"1")
+    assert dispatcher.dispatch().invocations_made == 0
+    triggers.resume("all")
+    t0.put("docs", "b", b"2")
+    assert dispatcher.dispatch().invocations_made == 1
+    triggers.remove("all")
+    t0.put("docs", "c", b"3")
+    assert dispatcher.dispatch().invocations_made == 0
+    assert [row[2] for row in _invocations(t0)] == ["b"]
+    assert triggers.list() == []
+
+
+def test_triggers_are_stored_whole_and_refused_when_wrong(t0: tier0.Tier0) -> None:
+    triggers, _ = _engine(t0)
+    spec = TriggerSpec("t", "f", bucket="b", prefix="p/", suffix=".x", events=("created",
+                       "TableRowsInserted"), filter="size > 1")  # fmt: skip
+    triggers.create(spec, created_by="root")
+    [stored] = triggers.list()
+    assert (stored.spec, stored.state) == (spec, "active")
+    with pytest.raises(InvalidArgument, match="exists"):
+        triggers.create(spec, created_by="root")
+    with pytest.raises(InvalidArgument, match="no trigger named 'nope'"):
+        triggers.pause("nope")
+
+
+def test_a_long_log_is_dispatched_in_bounded_steps(t0: tier0.Tier0) -> None:
+    triggers, dispatcher = _engine(t0)
+    t0.create_bucket("docs")
+    triggers.create(TriggerSpec("all", "f", bucket="docs"), created_by="root")
+    for i in range(25):
+        t0.put("docs", f"k{i}", b"x")
+    steps = [dispatcher.dispatch(events_max=10) for _ in range(4)]
+    # 26 events: the bucket's creation (which no trigger matches), then 25 puts.
+    assert [step.events_read for step in steps] == [10, 10, 6, 0]
+    assert [step.invocations_made for step in steps] == [9, 10, 6, 0]
+    assert len(_invocations(t0)) == 25
+
+
+def test_two_dispatchers_make_each_invocation_once(
+    t0: tier0.Tier0, tmp_path: Path, meta_url: str
+) -> None:
+    triggers, mine = _engine(t0)
+    t0.create_bucket("docs")
+    triggers.create(TriggerSpec("all", "f", bucket="docs"), created_by="root")
+    with tier0.open(tmp_path / "data", meta=meta_url) as other:
+        _, theirs = _engine(other)
+        for i in range(30):
+            t0.put("docs", f"k{i}", b"x")
+            (mine if i % 2 else theirs).dispatch(events_max=7)
+        while mine.dispatch().events_read or theirs.dispatch().events_read:
+            pass
+    keys = [row[5] for row in _invocations(t0)]
+    assert len(keys) == len(set(keys)) == 30
