@@ -1,13 +1,15 @@
 """The DataEngine. So far: the event log, what a trigger matches (`TriggerSpec`, with
 filters compiled by `compile_filter`), stored triggers (`Triggers`), and the
 `Dispatcher` that turns matching events into durable invocations, exactly one
-per event and trigger. Running them (workers, Ray) comes next."""
+per event and trigger, and the `Runner` that leases and runs them (retries with
+backoff, dead letter). Worker processes, Ray and the API come next."""
 
 from __future__ import annotations
 
 from tier0.engine._dispatch import Dispatcher, DispatchReport, TriggerInfo, Triggers
 from tier0.engine._events import Event, EventLog
 from tier0.engine._filters import compile_filter
+from tier0.engine._runner import Invocation, Runner, RunReport
 from tier0.engine._triggers import ALIASES, EVENT_TYPES, TriggerSpec
 
 __all__ = [
@@ -17,6 +19,9 @@ __all__ = [
     "Dispatcher",
     "Event",
     "EventLog",
+    "Invocation",
+    "RunReport",
+    "Runner",
     "TriggerInfo",
     "TriggerSpec",
     "Triggers",
