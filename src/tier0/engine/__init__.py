@@ -10,6 +10,7 @@ from tier0.engine._dispatch import Dispatcher, DispatchReport, TriggerInfo, Trig
 from tier0.engine._events import Event, EventLog
 from tier0.engine._filters import compile_filter
 from tier0.engine._runner import Invocation, Runner, RunReport
+from tier0.engine._service import EngineLoop
 from tier0.engine._triggers import ALIASES, EVENT_TYPES, TriggerSpec
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "EVENT_TYPES",
     "DispatchReport",
     "Dispatcher",
+    "EngineLoop",
     "Event",
     "EventLog",
     "Invocation",
