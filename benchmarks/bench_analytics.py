@@ -77,64 +77,63 @@ def run(context: Context) -> Section:
         "analytics", f"Catalog analytics: {count:,} objects, t0.sql vs SQL straight on SQLite"
     )
     repeat = trials(context.quick)
-    with context.scratch("analytics") as directory:
-        with open_store(directory / "store") as t0:
-            t0.create_bucket(BUCKET)
-            loaded = 0.0
-            for chunk in range(0, count, LOAD_CHUNK_ROWS):
-                entries = make_entries(min(LOAD_CHUNK_ROWS, count - chunk), seed=chunk + 1)
-                loaded += timed(lambda e=entries: load_catalog(t0, e))[0]
-            section.facts["catalog rows bulk-loaded in (s)"] = round(loaded, 1)
-            database = Path(t0._kernel.meta.location)
-            section.facts["metadata database on disk (GB)"] = round(
-                disk_bytes(database.parent) / 1e9, 2
-            )
-            first, _ = timed(lambda: t0.sql("SELECT count(*) FROM objects").rows)
-            section.facts["first catalog query, building the columnar copy (s)"] = round(first, 1)
-            cache = directory / "store" / "cache"
-            section.facts["columnar copy on disk (GB)"] = round(disk_bytes(cache) / 1e9, 2)
+    with context.scratch("analytics") as directory, open_store(directory / "store") as t0:
+        t0.create_bucket(BUCKET)
+        loaded = 0.0
+        for chunk in range(0, count, LOAD_CHUNK_ROWS):
+            entries = make_entries(min(LOAD_CHUNK_ROWS, count - chunk), seed=chunk + 1)
+            loaded += timed(lambda e=entries: load_catalog(t0, e))[0]
+        section.facts["catalog rows bulk-loaded in (s)"] = round(loaded, 1)
+        database = Path(t0._kernel.meta.location)
+        section.facts["metadata database on disk (GB)"] = round(
+            disk_bytes(database.parent) / 1e9, 2
+        )
+        first, _ = timed(lambda: t0.sql("SELECT count(*) FROM objects").rows)
+        section.facts["first catalog query, building the columnar copy (s)"] = round(first, 1)
+        cache = directory / "store" / "cache"
+        section.facts["columnar copy on disk (GB)"] = round(disk_bytes(cache) / 1e9, 2)
 
-            raw = raw_sqlite(database)
-            results: dict[str, dict[str, Any]] = {}
-            for name, (ours_sql, raw_sql) in QUERIES.items():
-                ours: list[float] = []
-                floor: list[float] = []
-                for _ in range(repeat + 1):  # the first of each warms caches, not counted
-                    elapsed, our_rows = timed(lambda q=ours_sql: t0.sql(q).rows)
-                    ours.append(elapsed)
-                for _ in range(repeat + 1):
-                    elapsed, raw_rows = timed(lambda q=raw_sql: raw.execute(q).fetchall())
-                    floor.append(elapsed)
-                    if len(floor) >= 2 and elapsed > SLOW_S:
-                        break  # a scan of 10M rows in SQLite: one warm run is enough
-                results[name] = {
-                    "tier0": median(ours[1:]),
-                    "raw": median(floor[1:]),
-                    "same": _answer(our_rows) == _answer(raw_rows),
-                }
-            raw.close()
+        raw = raw_sqlite(database)
+        results: dict[str, dict[str, Any]] = {}
+        for name, (ours_sql, raw_sql) in QUERIES.items():
+            ours: list[float] = []
+            floor: list[float] = []
+            for _ in range(repeat + 1):  # the first of each warms caches, not counted
+                elapsed, our_rows = timed(lambda q=ours_sql: t0.sql(q).rows)
+                ours.append(elapsed)
+            for _ in range(repeat + 1):
+                elapsed, raw_rows = timed(lambda q=raw_sql: raw.execute(q).fetchall())
+                floor.append(elapsed)
+                if len(floor) >= 2 and elapsed > SLOW_S:
+                    break  # a scan of 10M rows in SQLite: one warm run is enough
+            results[name] = {
+                "tier0": median(ours[1:]),
+                "raw": median(floor[1:]),
+                "same": _answer(our_rows) == _answer(raw_rows),
+            }
+        raw.close()
 
-            # Read-your-writes: a put, then a query that must see it (the copy
-            # catches up from the event log first).
-            waits = []
-            for i in range(20 if context.quick else 100):
-                key = f"fresh/{i}.txt"
-                t0.put(BUCKET, key, b"x")
-                elapsed, rows = timed(
-                    lambda k=key: t0.sql(f"SELECT count(*) FROM objects WHERE key = '{k}'").rows
-                )
-                assert rows == [(1,)], rows
-                waits.append(elapsed)
-            batch = 1_000
-            for i in range(batch):
-                t0.put(BUCKET, f"burst/{i}.txt", b"y")
-            caught_up, rows = timed(
-                lambda: t0.sql("SELECT count(*) FROM objects WHERE key LIKE 'burst/%'").rows
+        # Read-your-writes: a put, then a query that must see it (the copy
+        # catches up from the event log first).
+        waits = []
+        for i in range(20 if context.quick else 100):
+            key = f"fresh/{i}.txt"
+            t0.put(BUCKET, key, b"x")
+            elapsed, rows = timed(
+                lambda k=key: t0.sql(f"SELECT count(*) FROM objects WHERE key = '{k}'").rows
             )
-            assert rows == [(batch,)], rows
-            replica = t0._owned.engine().replica
-            check = replica.check()
-            section.facts["copy check() after the writes"] = "ok" if check.ok else str(check)
+            assert rows == [(1,)], rows
+            waits.append(elapsed)
+        batch = 1_000
+        for i in range(batch):
+            t0.put(BUCKET, f"burst/{i}.txt", b"y")
+        caught_up, rows = timed(
+            lambda: t0.sql("SELECT count(*) FROM objects WHERE key LIKE 'burst/%'").rows
+        )
+        assert rows == [(batch,)], rows
+        replica = t0._owned.engine().replica
+        check = replica.check()
+        section.facts["copy check() after the writes"] = "ok" if check.ok else str(check)
 
     for name, r in results.items():
         section.add(

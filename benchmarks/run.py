@@ -48,6 +48,7 @@ BENCHMARKS = {
     "s3": "bench_s3",
     "db": "bench_db",
     "analytics": "bench_analytics",
+    "searchable": "bench_searchable",
     "vectors": "bench_vectors",
 }
 
