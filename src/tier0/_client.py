@@ -181,7 +181,8 @@ class Tier0(Store):
     ) -> QueryResult:
         """SQL over tables, files and the live catalog (see `tier0.db` and the README):
         the catalog views ``objects``, ``versions``, ``prefixes``, ``buckets``,
-        ``tables``, ``events``, ``uploads``, ``principals``, ``audit``; tables as
+        ``tables``, ``events``, ``uploads``, ``principals``, ``audit``, ``triggers``,
+        ``invocations``; tables as
         ``bucket.table``; files as ``tier0://`` URLs; DDL and DML on tables. At most
         ``rows_max`` rows come back (`sql_arrow` returns them all).
 

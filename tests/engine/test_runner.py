@@ -181,3 +181,28 @@ def test_concurrent_runners_never_lease_one_invocation_twice(
             thread.join()
     every = taken["a"] + taken["b"]
     assert len(every) == len(set(every)) == 40
+
+
+def test_triggers_and_invocations_are_queryable_with_sql(t0: tier0.Tier0) -> None:
+    _setup(t0, 2)
+    clock = Clock()
+
+    def sometimes(invocation: Invocation) -> None:
+        if invocation.event.key == "in/1":
+            raise KeyError("no such thing")
+
+    _runner(t0, sometimes, clock, attempts_max=1).run_once()
+    assert t0.sql("SELECT name, state, spec->>'function' AS f FROM triggers").rows == [
+        ("on-put", "active", "copy")
+    ]
+    rows = t0.sql(
+        "SELECT trigger, function, status, attempts, error LIKE '%no such thing%' AS said,"
+        " ended >= started AS ordered, duration_ms >= 0 AS timed FROM invocations ORDER BY seq"
+    ).rows
+    assert rows == [
+        ("on-put", "copy", "done", 1, None, True, True),
+        ("on-put", "copy", "dead", 1, True, True, True),
+    ]
+    t0.create_user("alice")
+    with pytest.raises(tier0.errors.SQLNotAllowed, match="only root"):
+        t0.as_principal("alice").sql("SELECT count(*) FROM invocations")

@@ -34,11 +34,11 @@ from tier0.errors import SQLNotAllowed, SQLSyntaxError
 from tier0.meta import CATALOG_VIEWS
 
 QUERY_CHARS_MAX: Final = 100_000
-JSON_COLUMNS: Final = frozenset({"metadata", "tags", "detail", "columns"})
+JSON_COLUMNS: Final = frozenset({"metadata", "tags", "detail", "columns", "spec"})
 _INTEGER_COLUMNS: Final = frozenset(
     {"size", "stored_bytes", "seq", "is_latest", "is_delete_marker"}
 )
-_ROOT_ONLY: Final = frozenset({"principals", "audit"})
+_ROOT_ONLY: Final = frozenset({"principals", "audit", "triggers", "invocations"})
 
 #: The dialect's functions, by sqlglot node, with the name PostgreSQL gives their column.
 _FUNCTIONS: Final[dict[type[exp.Expr], str]] = {
@@ -266,7 +266,7 @@ def _check_table(table: exp.Table, ctes: frozenset[str], visible: frozenset[str]
     if visible is None:
         return
     if name in _ROOT_ONLY:
-        raise SQLNotAllowed("only root may query principals and audit")
+        raise SQLNotAllowed(f"only root may query {', '.join(sorted(_ROOT_ONLY))}")
     column = exp.column("name" if name == "buckets" else "bucket")
     buckets = [exp.Literal.string(bucket) for bucket in sorted(visible)]
     # OFFSET 0 fences the filter: neither engine pushes the user's predicates (which

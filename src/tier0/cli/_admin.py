@@ -186,12 +186,14 @@ def sql_command(session: Session, query: str, output_format: str, timeout_s: flo
     """Run SQL over tables, files and the live catalog.
 
     QUERY "-" reads the query from stdin. Catalog views: objects, versions,
-    prefixes, buckets, tables, events, uploads, principals, audit. Tables are
-    bucket.table; files tier0://bucket/key URLs (globs too) in read_parquet,
-    read_csv and read_json. Also CREATE TABLE, INSERT, UPDATE, DELETE, ALTER
-    TABLE and DROP TABLE; nearest('bucket/table', vector, k),
-    text_search('bucket/table', 'words', k) and hybrid_search(...) search. The dialect is DuckDB's (PostgreSQL-flavoured) whatever the
-    metadata backend; a query sees every write that returned before it started.
+    prefixes, buckets, tables, events, uploads, principals, audit, triggers,
+    invocations. Tables are bucket.table; files tier0://bucket/key URLs (globs
+    too) in read_parquet, read_csv and read_json. Also CREATE TABLE, INSERT,
+    UPDATE, DELETE, ALTER TABLE and DROP TABLE, and BEGIN ... COMMIT around
+    several; nearest('bucket/table', vector, k), text_search('bucket/table',
+    'words', k) and hybrid_search(...) search. The dialect is DuckDB's
+    (PostgreSQL-flavoured) whatever the metadata backend; a query sees every
+    write that returned before it started.
 
     \b
     Examples:

@@ -62,7 +62,7 @@ ROW_GROUP_ROWS: Final = 128 * 1024
 CATALOG_ROWS_MAX: Final = 1_000_000
 #: Every data file's hidden column: the row's id, unique in its table, kept by rewrites.
 STORED_ROWID: Final = "_rowid"
-_CATALOG_TIMES: Final = frozenset({"created", "modified", "time", "initiated"})
+_CATALOG_TIMES: Final = frozenset({"created", "modified", "time", "initiated", "started", "ended"})
 #: The search table functions of SQL (`Database._search_sql`): their arguments after
 #: the table, the options they take by name, how to call them, and what they take.
 _SEARCH_FUNCTIONS: Final = {
@@ -82,7 +82,7 @@ _SEARCH_FUNCTIONS: Final = {
         "a table path, a text, a list of numbers, an integer",
     ),
 }  # fmt: skip
-_CATALOG_JSON: Final = frozenset({"metadata", "tags", "detail", "columns"})
+_CATALOG_JSON: Final = frozenset({"metadata", "tags", "detail", "columns", "spec"})
 #: The catalog views' integer columns (the others are text, times and JSON). Typed
 #: explicitly: a view with no visible rows, or a column of NULLs, has no values to
 #: infer a type from, and ``sum(size)`` must not depend on whether objects exist.
@@ -94,6 +94,8 @@ _CATALOG_INTEGERS: Final = {
     "audit": frozenset({"id", "allowed"}),
     "tables": frozenset({"rows", "bytes", "snapshot"}),
     "uploads": frozenset({"parts", "bytes"}),
+    "triggers": frozenset({"after_seq"}),
+    "invocations": frozenset({"id", "seq", "attempts", "duration_ms"}),
 }
 
 

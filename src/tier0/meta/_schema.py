@@ -328,6 +328,14 @@ CREATE VIEW tables AS
     SELECT bucket, name, owner, columns, rows, bytes, {ts(created_us)} AS created,
            {ts(modified_us)} AS modified, snapshot
     FROM t0_tables;
+CREATE VIEW triggers AS
+    SELECT name, spec, state, after_seq, {ts(created_us)} AS created, created_by
+    FROM t0_triggers;
+CREATE VIEW invocations AS
+    SELECT id, idempotency_key, trigger_name AS trigger, function_name AS function, seq,
+           status, attempts, {ts(created_us)} AS created, {ts(started_us)} AS started,
+           {ts(ended_us)} AS ended, (ended_us - started_us) / 1000 AS duration_ms, error
+    FROM t0_invocations;
 CREATE VIEW uploads AS
     SELECT u.bucket, u.key, u.upload_id, u.initiator, {ts(u.created_us)} AS initiated,
            count(p.part_number) AS parts, coalesce(sum(p.size), 0) AS bytes
@@ -346,6 +354,8 @@ CATALOG_VIEWS: Final = (
     "audit",
     "uploads",
     "tables",
+    "triggers",
+    "invocations",
 )
 
 
@@ -354,7 +364,7 @@ def render_ddl(dialect: str) -> list[str]:
     types = _TYPES[dialect]
     tables = _TABLES.format(**types)
     views = _VIEWS
-    for col in ("created_us", "modified_us", "time_us", "u.created_us"):
+    for col in ("created_us", "modified_us", "time_us", "u.created_us", "started_us", "ended_us"):
         views = views.replace("{ts(" + col + ")}", _TIMESTAMP[dialect].format(col=col))
     statements = [s.strip() for s in tables.split(";") if s.strip()]
     for view in (s.strip() for s in views.split(";") if s.strip()):
