@@ -565,6 +565,34 @@ def test_a_long_query_stops_at_its_timeout(db: tier0.Tier0) -> None:
     assert db.sql("SELECT count(*) FROM bkt.people").rows == [(3,)]  # the engine goes on
 
 
+def test_concurrent_queries_each_stop_at_their_own_deadline(db: tier0.Tier0) -> None:
+    # One watchdog serves every query: a short deadline must not wait behind a long
+    # one, a long one must not be cut by a short one, and finished ones disarm.
+    outcomes: dict[str, Any] = {}
+
+    def run(name: str, timeout_s: float) -> None:
+        started = time.monotonic()
+        try:
+            db.sql(LONG_QUERY, timeout_s=timeout_s)
+            outcomes[name] = "finished"
+        except QueryTimeout:
+            outcomes[name] = time.monotonic() - started
+
+    import threading
+
+    threads = [
+        threading.Thread(target=run, args=(n, t)) for n, t in (("long", 1.5), ("short", 0.2))
+    ]
+    for thread in threads:
+        thread.start()
+    for _ in range(20):  # quick queries meanwhile: armed and disarmed
+        assert db.sql("SELECT 1 AS one").rows == [(1,)]
+    for thread in threads:
+        thread.join()
+    assert 0.15 < outcomes["short"] < 1.2
+    assert 1.4 < outcomes["long"] < 6
+
+
 # -- the CLI and the HTTP API ----------------------------------------------------------------
 
 

@@ -17,10 +17,12 @@ a deadline that interrupts it, within the engine's memory limit.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -109,6 +111,7 @@ class Engine:
         self._cancelled: set[int] = set()
         self._run = self._failed = self._timed_out = self._cancelled_count = 0
         self._closed = False
+        self._watchdog = _Watchdog()
 
     def query(
         self, sql: str, *, parameters: Sequence[Any] | Mapping[str, Any] | None = None,
@@ -122,10 +125,8 @@ class Engine:
                 raise CatalogError("the database is closed: open the store again")
             cursor = self._db.cursor()
             self._running.add(cursor)
-        timer = threading.Timer(timeout_s, cursor.interrupt)
-        timer.daemon = True
         started = time.monotonic()
-        timer.start()
+        alarm = self._watchdog.arm(started + timeout_s, cursor.interrupt)
         try:
             table = cursor.sql(sql, params=parameters or None).to_arrow_table()
         except duckdb.Error as error:
@@ -139,7 +140,7 @@ class Engine:
                     self._failed += 1
             raise _translate(error, cancelled, timeout_s) from error
         finally:
-            timer.cancel()
+            self._watchdog.disarm(alarm)
             with self._lock:
                 self._running.discard(cursor)
                 self._cancelled.discard(id(cursor))
@@ -171,9 +172,63 @@ class Engine:
         self.cancel_all()
         with self._lock:
             self._closed = True
+        self._watchdog.close()
         self._db.close()
         if self._replica_file is not None:
             self._replica_file.release()
+
+
+class _Watchdog:
+    """Interrupts queries past their deadline, from one thread for every query (a
+    timer thread per query cost ~0.1-1 ms to start, as much as a small query)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._deadlines: list[tuple[float, int]] = []  # a heap
+        self._pending: dict[int, Callable[[], None]] = {}
+        self._numbers = itertools.count()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float, interrupt: Callable[[], None]) -> int:
+        """Call ``interrupt`` at ``deadline`` (time.monotonic) unless disarmed first."""
+        number = next(self._numbers)
+        with self._condition:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch, name="tier0-query-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._pending[number] = interrupt
+            heapq.heappush(self._deadlines, (deadline, number))
+            if self._deadlines[0][1] == number:
+                self._condition.notify()  # a new earliest deadline
+        return number
+
+    def disarm(self, number: int) -> None:
+        with self._condition:
+            self._pending.pop(number, None)
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify()
+
+    def _watch(self) -> None:
+        with self._condition:
+            while not self._closed:
+                while self._deadlines and self._deadlines[0][1] not in self._pending:
+                    heapq.heappop(self._deadlines)  # disarmed
+                if not self._deadlines:
+                    self._condition.wait()
+                    continue
+                deadline, number = self._deadlines[0]
+                wait_s = deadline - time.monotonic()
+                if wait_s > 0:
+                    self._condition.wait(wait_s)
+                    continue
+                heapq.heappop(self._deadlines)
+                self._pending.pop(number)()
 
 
 def _translate(error: duckdb.Error, cancelled: bool, timeout_s: float) -> CatalogError:
