@@ -93,9 +93,7 @@ def search(
     ef: int | None,
     columns: Sequence[str] | None = None,
 ) -> pa.Table:
-    # bool is an int to Python, but True is no count of rows.
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= K_MAX:
-        raise InvalidArgument(f"k is 1..{K_MAX}, not {k!r}")
+    check_k(k)
     info, files = table._db._readable(table.bucket, table.name)
     hits = nearest_hits(table, info, files, vector, k=k, where=where, column=column,
                         metric=metric, ef=ef)  # fmt: skip
@@ -478,21 +476,37 @@ def _query(
 
 
 def _vector_column(info: TableInfo, column: str | None) -> str:
-    vectors = vector_columns(info.schema)
+    return pick_column(info, list(vector_columns(info.schema)), column, "vector",
+                       "a vector column is FLOAT[n] or DOUBLE[n]")  # fmt: skip
+
+
+def pick_column(
+    info: TableInfo, candidates: list[str], column: str | None, kind: str, described: str
+) -> str:
+    """``column`` among ``candidates`` (case-insensitively), or the only candidate when
+    None; `TableSchemaError` naming the ``kind`` of column otherwise."""
     if column is None:
-        if len(vectors) != 1:
+        if len(candidates) != 1:
             raise TableSchemaError(
-                f"table {info.path} has {len(vectors)} vector columns"
-                f" ({', '.join(vectors) or 'none'}): name the one to search"
+                f"table {info.path} has {len(candidates)} {kind} columns"
+                f" ({', '.join(candidates) or 'none'}): name the one to search"
             )
-        return next(iter(vectors))
-    matches = [name for name in vectors if name.lower() == column.lower()]
+        return candidates[0]
+    matches = [
+        name for name in candidates if isinstance(column, str) and name.lower() == column.lower()
+    ]
     if not matches:
         raise TableSchemaError(
-            f"{column!r} is not a vector column of {info.path} (those are: "
-            f"{', '.join(vectors) or 'none'}; a vector column is FLOAT[n] or DOUBLE[n])"
+            f"{column!r} is not a {kind} column of {info.path} (those are: "
+            f"{', '.join(candidates) or 'none'}; {described})"
         )
     return matches[0]
+
+
+def check_k(k: object) -> None:
+    # bool is an int to Python, but True is no count of rows.
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= K_MAX:
+        raise InvalidArgument(f"k is 1..{K_MAX}, not {k!r}")
 
 
 def _indexes(table: Table, info: TableInfo) -> dict[str, IndexInfo]:

@@ -56,8 +56,8 @@ import pyarrow as pa
 from tier0.db import _search
 from tier0.db._sql import ROWID_COLUMN as ROWID
 from tier0.db._sql import TARGET, quote
-from tier0.db._vectors import EXACT_ROWS_MAX, K_MAX, IndexInfo
-from tier0.errors import InvalidArgument, TableSchemaError
+from tier0.db._vectors import EXACT_ROWS_MAX, IndexInfo
+from tier0.errors import InvalidArgument
 from tier0.store import read_blob, write_blob
 
 if TYPE_CHECKING:
@@ -415,7 +415,7 @@ def text_search(
     table: Table, query: str, *, k: int, where: str | None, column: str | None,
     columns: Sequence[str] | None,
 ) -> pa.Table:  # fmt: skip
-    _check_k(k)
+    _search.check_k(k)
     _check_where(where)
     terms = query_terms(query)
     info, files = table._db._readable(table.bucket, table.name)
@@ -430,7 +430,7 @@ def hybrid_search(
     where: str | None, text_column: str | None, vector_column: str | None, rrf_k: int,
     columns: Sequence[str] | None,
 ) -> pa.Table:  # fmt: skip
-    _check_k(k)
+    _search.check_k(k)
     _check_where(where)
     if not isinstance(rrf_k, int) or isinstance(rrf_k, bool) or not 0 <= rrf_k <= RRF_K_MAX:
         raise InvalidArgument(f"rrf_k is 0..{RRF_K_MAX}, not {rrf_k!r}")
@@ -560,27 +560,8 @@ def _text_columns(schema: pa.Schema) -> list[str]:
 
 
 def _text_column(info: TableInfo, column: str | None) -> str:
-    texts = _text_columns(info.schema)
-    if column is None:
-        if len(texts) != 1:
-            raise TableSchemaError(
-                f"table {info.path} has {len(texts)} text columns"
-                f" ({', '.join(texts) or 'none'}): name the one to search"
-            )
-        return texts[0]
-    matches = [name for name in texts if isinstance(column, str) and name.lower() == column.lower()]
-    if not matches:
-        raise TableSchemaError(
-            f"{column!r} is not a text column of {info.path} (those are: "
-            f"{', '.join(texts) or 'none'}; a text column is VARCHAR)"
-        )
-    return matches[0]
-
-
-def _check_k(k: object) -> None:
-    # bool is an int to Python, but True is no count of rows.
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= K_MAX:
-        raise InvalidArgument(f"k is 1..{K_MAX}, not {k!r}")
+    return _search.pick_column(info, _text_columns(info.schema), column, "text",
+                               "a text column is VARCHAR")  # fmt: skip
 
 
 def _check_where(where: object) -> None:
