@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the DataBase loads DuckDB and Arrow: only when first used
 
     from tier0.db import Database, Engine, SchemaSpec, Table
     from tier0.db._semantic import IndexReport, Progress
+    from tier0.engine._api import DataEngine
 from tier0.engine import EventLog
 from tier0.errors import MetaError, MetaUnavailable
 from tier0.identity import (
@@ -258,6 +259,17 @@ class Tier0(Store):
         """The event log (root, or a principal granted ``tier0:ReadEvents`` on ``/events``)."""
         self._authorize("tier0:ReadEvents", "/events", owner=None)
         return self._owned.events
+
+    @property
+    def engine(self) -> DataEngine:
+        """The DataEngine: functions, triggers, secrets, invocations (see `tier0.engine`)."""
+        from tier0.engine._api import DataEngine
+
+        return DataEngine(
+            self._kernel, self.principal.id,
+            authorize=lambda action, resource: self._authorize(action, resource, owner=None),
+            principals=self._owned.principals, data_dir=self._owned.data,
+        )  # fmt: skip
 
     # -- identity --------------------------------------------------------------------------
 

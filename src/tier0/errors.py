@@ -52,7 +52,10 @@ missing key is a ``KeyError``, bad input a ``ValueError``, a denied request a
     │   ├── TableAlreadyExists
     │   ├── TableSchemaError (ValueError)   rows or a statement that do not fit a table's schema
     │   └── TableConflict                   a concurrent write changed the rows a rewrite read
-    ├── EngineError                         the event log
+    ├── EngineError                         the event log, functions, triggers, streams
+    │   ├── NoSuchFunction (KeyError)       a function (or version) that is not deployed
+    │   ├── NoSuchTrigger (KeyError)
+    │   └── NoSuchInvocation (KeyError)
     └── IdentityError                       principals, credentials, policy
         ├── AccessDenied (PermissionError)
         ├── NoSuchPrincipal (KeyError)
@@ -104,10 +107,13 @@ __all__ = [
     "NoSuchBucketConfig",
     "NoSuchBucketPolicy",
     "NoSuchCORSConfiguration",
+    "NoSuchFunction",
+    "NoSuchInvocation",
     "NoSuchKey",
     "NoSuchPrincipal",
     "NoSuchTable",
     "NoSuchTagSet",
+    "NoSuchTrigger",
     "NoSuchUpload",
     "NoSuchVersion",
     "PreconditionFailed",
@@ -379,6 +385,18 @@ class TableConflict(CatalogError):
 
 class EngineError(Tier0Error):
     """Root of event-log and engine errors."""
+
+
+class NoSuchFunction(EngineError, KeyError):
+    """No function (or no such version of it) is deployed under this name."""
+
+
+class NoSuchTrigger(EngineError, KeyError):
+    """No trigger has this name."""
+
+
+class NoSuchInvocation(EngineError, KeyError):
+    """No invocation has this id."""
 
 
 class IdentityError(Tier0Error):

@@ -5,18 +5,21 @@ two dispatchers (two opened stores, as two processes) sharing the work.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import tier0
+from tests.engine import deploy
 from tier0.engine import Dispatcher, Triggers, TriggerSpec
-from tier0.errors import InvalidArgument
+from tier0.errors import InvalidArgument, NoSuchFunction, NoSuchTrigger
 
 
 def _engine(t0: tier0.Tier0) -> tuple[Triggers, Dispatcher]:
     kernel = t0._kernel
+    deploy(t0, "extract", "embed", "f")
     return Triggers(kernel.meta, kernel.committer), Dispatcher(kernel.meta, kernel.committer)
 
 
@@ -85,11 +88,35 @@ def test_triggers_are_stored_whole_and_refused_when_wrong(t0: tier0.Tier0) -> No
                        "TableRowsInserted"), filter="size > 1")  # fmt: skip
     triggers.create(spec, created_by="root")
     [stored] = triggers.list()
-    assert (stored.spec, stored.state) == (spec, "active")
+    # Pinned to the function's latest version when made.
+    assert (stored.spec, stored.state) == (replace(spec, function_version=1), "active")
     with pytest.raises(InvalidArgument, match="exists"):
         triggers.create(spec, created_by="root")
-    with pytest.raises(InvalidArgument, match="no trigger named 'nope'"):
+    with pytest.raises(NoSuchTrigger, match="no trigger named 'nope'"):
         triggers.pause("nope")
+    with pytest.raises(NoSuchFunction, match="no function 'missing': deploy it first"):
+        triggers.create(TriggerSpec("t2", "missing"), created_by="root")
+    with pytest.raises(NoSuchFunction, match="no function 'f' version 2"):
+        triggers.create(TriggerSpec("t2", "f", function_version=2), created_by="root")
+    assert [t.spec.name for t in triggers.list()] == ["t"]
+
+
+def test_a_trigger_runs_its_pinned_version_until_repinned(t0: tier0.Tier0) -> None:
+    triggers, dispatcher = _engine(t0)
+    t0.create_bucket("docs")
+    triggers.create(TriggerSpec("t", "f", bucket="docs"), created_by="root")
+    deploy(t0, "f")  # version 2: the trigger still runs 1
+    t0.put("docs", "a", b"1")
+    dispatcher.dispatch()
+    triggers.repin("t")
+    assert triggers.get("t").spec.function_version == 2
+    t0.put("docs", "b", b"2")
+    dispatcher.dispatch()
+    with t0._kernel.meta.reader() as db:
+        rows = db.query_all("SELECT function_version FROM t0_invocations ORDER BY id")
+    assert [row[0] for row in rows] == [1, 2]
+    with pytest.raises(NoSuchFunction, match="version 9"):
+        triggers.repin("t", 9)
 
 
 def test_a_long_log_is_dispatched_in_bounded_steps(t0: tier0.Tier0) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import tier0
+from tests.engine import deploy
 from tier0.engine import Dispatcher, Invocation, Runner, Triggers, TriggerSpec
 from tier0.errors import InvalidArgument
 
@@ -31,6 +32,7 @@ class Clock:
 def _setup(t0: tier0.Tier0, count: int) -> None:
     kernel = t0._kernel
     t0.create_bucket("docs")
+    deploy(t0, "copy")
     Triggers(kernel.meta, kernel.committer).create(
         TriggerSpec("on-put", "copy", bucket="docs", prefix="in/"), created_by="root"
     )
@@ -59,8 +61,8 @@ def test_a_function_runs_once_per_event_and_its_output_is_visible(t0: tier0.Tier
 
     def copy(invocation: Invocation) -> None:
         event = invocation.event
-        data = t0.get(event.bucket, event.key).read()
-        t0.put("docs", event.key.replace("in/", "out/"), data.upper())
+        data = t0.get(event["bucket"], event["key"]).read()
+        t0.put("docs", event["key"].replace("in/", "out/"), data.upper())
 
     report = _runner(t0, copy, clock).run_once()
     assert (report.leased, report.done) == (3, 3)
@@ -188,7 +190,7 @@ def test_triggers_and_invocations_are_queryable_with_sql(t0: tier0.Tier0) -> Non
     clock = Clock()
 
     def sometimes(invocation: Invocation) -> None:
-        if invocation.event.key == "in/1":
+        if invocation.event["key"] == "in/1":
             raise KeyError("no such thing")
 
     _runner(t0, sometimes, clock, attempts_max=1).run_once()

@@ -10,7 +10,14 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tier0.errors import InvalidArgument, MetaError, MetaUnavailable, SchemaMismatch
-from tier0.meta import Committer, MetaBackend, PostgresBackend, WriteTx, open_backend
+from tier0.meta import (
+    SCHEMA_VERSION,
+    Committer,
+    MetaBackend,
+    PostgresBackend,
+    WriteTx,
+    open_backend,
+)
 
 
 @pytest.fixture
@@ -184,6 +191,38 @@ def test_schema_from_a_newer_version_is_refused(backend: MetaBackend) -> None:
     committer.close()
     with pytest.raises(SchemaMismatch, match="999"):
         backend.install_schema()
+
+
+def test_schema_4_is_upgraded_in_place_keeping_its_invocations(backend: MetaBackend) -> None:
+    # Schema 4's t0_invocations lacked the columns the function runtime added.
+    committer = Committer(backend)
+
+    def downgrade(tx: WriteTx) -> None:
+        tx.execute("DROP VIEW invocations")
+        tx.execute("DROP TABLE t0_invocations")
+        tx.execute(
+            "CREATE TABLE t0_invocations (id INTEGER PRIMARY KEY, idempotency_key TEXT NOT NULL"
+            " UNIQUE, trigger_name TEXT NOT NULL, function_name TEXT NOT NULL, seq BIGINT NOT"
+            " NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, not_before_us BIGINT NOT"
+            " NULL, lease_owner TEXT, lease_until_us BIGINT, created_us BIGINT NOT NULL,"
+            " started_us BIGINT, ended_us BIGINT, error TEXT)"
+        )
+        tx.execute(
+            "INSERT INTO t0_invocations (id, idempotency_key, trigger_name, function_name, seq,"
+            " status, attempts, not_before_us, created_us) VALUES (7, '1:t', 't', 'f', 1,"
+            " 'done', 1, 0, 0)"
+        )
+        tx.execute("UPDATE t0_schema SET value = '4' WHERE name = 'version'")
+
+    committer.run(downgrade)
+    committer.close()
+    backend.install_schema()
+    with backend.reader() as db:
+        assert db.query_one("SELECT value FROM t0_schema WHERE name = 'version'")[0] == str(
+            SCHEMA_VERSION
+        )
+        row = db.query_one("SELECT id, status, function_version, event, logs FROM invocations")
+    assert tuple(row) == (7, "done", None, None, None)
 
 
 def test_unknown_backend_and_unreachable_postgres_are_clear_errors(tmp_path: pathlib.Path) -> None:

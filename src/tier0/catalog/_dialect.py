@@ -34,11 +34,11 @@ from tier0.errors import SQLNotAllowed, SQLSyntaxError
 from tier0.meta import CATALOG_VIEWS
 
 QUERY_CHARS_MAX: Final = 100_000
-JSON_COLUMNS: Final = frozenset({"metadata", "tags", "detail", "columns", "spec"})
+JSON_COLUMNS: Final = frozenset({"metadata", "tags", "detail", "columns", "spec", "event", "logs"})
 _INTEGER_COLUMNS: Final = frozenset(
     {"size", "stored_bytes", "seq", "is_latest", "is_delete_marker"}
 )
-_ROOT_ONLY: Final = frozenset({"principals", "audit", "triggers", "invocations"})
+_ROOT_ONLY: Final = frozenset({"principals", "audit", "triggers", "invocations", "functions"})
 
 #: The dialect's functions, by sqlglot node, with the name PostgreSQL gives their column.
 _FUNCTIONS: Final[dict[type[exp.Expr], str]] = {

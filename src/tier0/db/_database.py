@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from tier0.catalog import Catalog
+from tier0.catalog._dialect import JSON_COLUMNS
 from tier0.db import _sql, _tables
 from tier0.db._engine import QUERY_TIMEOUT_S, Engine
 from tier0.db._files import Grant, GrantedFile
@@ -82,7 +83,7 @@ _SEARCH_FUNCTIONS: Final = {
         "a table path, a text, a list of numbers, an integer",
     ),
 }  # fmt: skip
-_CATALOG_JSON: Final = frozenset({"metadata", "tags", "detail", "columns", "spec"})
+_CATALOG_JSON: Final = JSON_COLUMNS
 #: The catalog views' integer columns (the others are text, times and JSON). Typed
 #: explicitly: a view with no visible rows, or a column of NULLs, has no values to
 #: infer a type from, and ``sum(size)`` must not depend on whether objects exist.
@@ -95,7 +96,8 @@ _CATALOG_INTEGERS: Final = {
     "tables": frozenset({"rows", "bytes", "snapshot"}),
     "uploads": frozenset({"parts", "bytes"}),
     "triggers": frozenset({"after_seq"}),
-    "invocations": frozenset({"id", "seq", "attempts", "duration_ms"}),
+    "invocations": frozenset({"id", "function_version", "seq", "attempts", "duration_ms"}),
+    "functions": frozenset({"version"}),
 }
 
 

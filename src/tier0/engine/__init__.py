@@ -9,7 +9,8 @@ from __future__ import annotations
 from tier0.engine._dispatch import Dispatcher, DispatchReport, TriggerInfo, Triggers
 from tier0.engine._events import Event, EventLog
 from tier0.engine._filters import compile_filter
-from tier0.engine._runner import Invocation, Runner, RunReport
+from tier0.engine._functions import FunctionInfo, Functions, FunctionSpec, zip_directory
+from tier0.engine._runner import Invocation, Outcome, Runner, RunReport
 from tier0.engine._service import EngineLoop
 from tier0.engine._triggers import ALIASES, EVENT_TYPES, TriggerSpec
 
@@ -21,11 +22,16 @@ __all__ = [
     "EngineLoop",
     "Event",
     "EventLog",
+    "FunctionInfo",
+    "FunctionSpec",
+    "Functions",
     "Invocation",
+    "Outcome",
     "RunReport",
     "Runner",
     "TriggerInfo",
     "TriggerSpec",
     "Triggers",
     "compile_filter",
+    "zip_directory",
 ]

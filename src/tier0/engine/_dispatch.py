@@ -17,12 +17,15 @@ names, only for triggers that have a filter.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from tier0.engine._events import Event
+from tier0.engine._runner import event_document
 from tier0.engine._triggers import TriggerSpec
-from tier0.errors import InvalidArgument
+from tier0.errors import InvalidArgument, NoSuchFunction, NoSuchTrigger
 from tier0.meta import Committer, MetaBackend, WriteTx, dump_json, load_json
 
 CURSOR: Final = "engine.dispatch"
@@ -58,7 +61,8 @@ class Triggers:
         self._committer = committer
 
     def create(self, spec: TriggerSpec, *, created_by: str) -> TriggerInfo:
-        """Store ``spec`` (active); `InvalidArgument` if its name is taken."""
+        """Store ``spec`` (active), pinned to its function's latest version unless it names
+        one; `InvalidArgument` if its name is taken or the function (version) is missing."""
 
         def op(tx: WriteTx) -> TriggerInfo:
             if tx.query_one("SELECT 1 FROM t0_triggers WHERE name = ?", (spec.name,)):
@@ -66,12 +70,45 @@ class Triggers:
             count = tx.query_one("SELECT count(*) FROM t0_triggers")[0]
             if count >= TRIGGERS_MAX:
                 raise InvalidArgument(f"a store holds at most {TRIGGERS_MAX} triggers")
+            pinned = replace(
+                spec, function_version=_version(tx, spec.function, spec.function_version)
+            )
             tx.execute(
                 "INSERT INTO t0_triggers (name, spec, state, after_seq, created_us, created_by)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (spec.name, dump_json(_spec_json(spec)), ACTIVE, tx.seq, tx.now_us, created_by),
+                (spec.name, dump_json(_spec_json(pinned)), ACTIVE, tx.seq, tx.now_us, created_by),
             )
-            return TriggerInfo(spec, ACTIVE, tx.seq)
+            return TriggerInfo(pinned, ACTIVE, tx.seq)
+
+        result: TriggerInfo = self._committer.run(op)
+        return result
+
+    def get(self, name: str) -> TriggerInfo:
+        with self._meta.reader() as db:
+            row = db.query_one(
+                "SELECT spec, state, after_seq FROM t0_triggers WHERE name = ?", (name,)
+            )
+        if row is None:
+            raise NoSuchTrigger(f"there is no trigger named {name!r}")
+        return TriggerInfo(_spec(load_json(row[0])), row[1], int(row[2]))
+
+    def repin(self, name: str, version: int | None = None) -> TriggerInfo:
+        """Make trigger ``name`` run ``version`` of its function (the latest if None)
+        from its next invocation on; invocations already queued keep theirs."""
+
+        def op(tx: WriteTx) -> TriggerInfo:
+            row = tx.query_one(
+                "SELECT spec, state, after_seq FROM t0_triggers WHERE name = ?", (name,)
+            )
+            if row is None:
+                raise NoSuchTrigger(f"there is no trigger named {name!r}")
+            spec = _spec(load_json(row[0]))
+            spec = replace(spec, function_version=_version(tx, spec.function, version))
+            tx.execute(
+                "UPDATE t0_triggers SET spec = ? WHERE name = ?",
+                (dump_json(_spec_json(spec)), name),
+            )
+            return TriggerInfo(spec, row[1], int(row[2]))
 
         result: TriggerInfo = self._committer.run(op)
         return result
@@ -99,7 +136,7 @@ class Triggers:
     def _change(self, name: str, apply: Callable[[WriteTx], Any]) -> None:
         def op(tx: WriteTx) -> None:
             if not tx.query_one("SELECT 1 FROM t0_triggers WHERE name = ?", (name,)):
-                raise InvalidArgument(f"there is no trigger named {name!r}")
+                raise NoSuchTrigger(f"there is no trigger named {name!r}")
             apply(tx)
 
         self._committer.run(op)
@@ -122,8 +159,8 @@ class Dispatcher:
         row = tx.query_one("SELECT seq FROM t0_cursors WHERE name = ?", (CURSOR,))
         cursor = int(row[0]) if row else 0
         events = tx.query_all(
-            "SELECT seq, type, bucket, key, version_id, size, etag, principal FROM t0_events"
-            " WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, type, bucket, key, version_id, size, etag, principal, time_us, detail"
+            " FROM t0_events WHERE seq > ? ORDER BY seq LIMIT ?",
             (cursor, events_max),
         )
         if not events:
@@ -135,12 +172,14 @@ class Dispatcher:
             )
         ]
         made = 0
-        for seq, kind, bucket, key, version_id, size, etag, principal in events:
+        for row in events:
+            seq, kind, bucket, key, version_id, size, etag, principal = row[:8]
             facts: dict[str, Any] = {
                 "seq": seq, "type": kind, "bucket": bucket, "key": key,
                 "version_id": version_id, "size": size, "etag": etag, "principal": principal,
             }  # fmt: skip
             element_read = False
+            document: str | None = None
             for spec, after_seq in triggers:
                 if seq <= after_seq:
                     continue
@@ -148,7 +187,8 @@ class Dispatcher:
                     facts.update(_element_facts(tx, bucket, key, version_id))
                     element_read = True
                 if spec.matches(facts):
-                    made += _queue(tx, spec, seq)
+                    document = document or dump_json(event_document(_event(row)))
+                    made += _queue(tx, spec, seq, document, f"{bucket}/{key}")
         last = int(events[-1][0])
         tx.execute(
             "INSERT INTO t0_cursors (name, seq) VALUES (?, ?)"
@@ -158,16 +198,44 @@ class Dispatcher:
         return DispatchReport(len(events), made, last)
 
 
-def _queue(tx: WriteTx, spec: TriggerSpec, seq: int) -> int:
+def _queue(tx: WriteTx, spec: TriggerSpec, seq: int, event: str, key: str) -> int:
     """Queue ``spec``'s invocation for event ``seq``; 0 if it exists (another
     dispatcher on the same database made it first)."""
     made = tx.query_one(
-        "INSERT INTO t0_invocations (idempotency_key, trigger_name, function_name, seq, status,"
-        " attempts, not_before_us, created_us) VALUES (?, ?, ?, ?, ?, 0, ?, ?)"
+        "INSERT INTO t0_invocations (idempotency_key, trigger_name, function_name,"
+        " function_version, seq, status, attempts, not_before_us, created_us, event, order_key)"
+        " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)"
         " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-        (f"{seq}:{spec.name}", spec.name, spec.function, seq, QUEUED, tx.now_us, tx.now_us),
-    )
+        (f"{seq}:{spec.name}", spec.name, spec.function, spec.function_version, seq, QUEUED,
+         tx.now_us, tx.now_us, event, key if spec.ordered else None),
+    )  # fmt: skip
     return 0 if made is None else 1
+
+
+def _version(tx: WriteTx, function: str, version: int | None) -> int:
+    """``version`` of ``function`` (its latest if None), checked to exist."""
+    if version is None:
+        row = tx.query_one("SELECT max(version) FROM t0_functions WHERE name = ?", (function,))
+        found = row[0] if row else None
+    else:
+        row = tx.query_one(
+            "SELECT version FROM t0_functions WHERE name = ? AND version = ?", (function, version)
+        )
+        found = row[0] if row else None
+    if found is None:
+        which = "" if version is None else f" version {version}"
+        raise NoSuchFunction(
+            f"there is no function {function!r}{which}: deploy it first (tier0 fn deploy)"
+        )
+    return int(found)
+
+
+def _event(row: Any) -> Event:
+    return Event(
+        seq=int(row[0]), type=row[1], bucket=row[2], key=row[3], version_id=row[4], size=row[5],
+        etag=row[6], principal=row[7],
+        time=dt.datetime.fromtimestamp(row[8] / 1_000_000, tz=dt.UTC), detail=load_json(row[9]),
+    )  # fmt: skip
 
 
 def _element_facts(tx: WriteTx, bucket: str, key: str, version_id: str | None) -> dict[str, Any]:
@@ -188,9 +256,9 @@ def _element_facts(tx: WriteTx, bucket: str, key: str, version_id: str | None) -
 
 def _spec_json(spec: TriggerSpec) -> dict[str, Any]:
     return {
-        "name": spec.name, "function": spec.function, "bucket": spec.bucket,
-        "prefix": spec.prefix, "suffix": spec.suffix, "events": list(spec.events),
-        "filter": spec.filter,
+        "name": spec.name, "function": spec.function, "function_version": spec.function_version,
+        "bucket": spec.bucket, "prefix": spec.prefix, "suffix": spec.suffix,
+        "events": list(spec.events), "filter": spec.filter, "ordered": spec.ordered,
     }  # fmt: skip
 
 
@@ -199,4 +267,6 @@ def _spec(document: Any) -> TriggerSpec:
         name=document["name"], function=document["function"], bucket=document["bucket"],
         prefix=document["prefix"], suffix=document["suffix"],
         events=tuple(document["events"]), filter=document["filter"],
+        function_version=document.get("function_version"),
+        ordered=bool(document.get("ordered", False)),
     )  # fmt: skip

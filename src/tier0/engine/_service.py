@@ -1,39 +1,85 @@
-"""The engine's loop: dispatch new events, run what is ready, sleep until a commit.
+"""The engine's loop: dispatch new events, lease what a runtime can take, record what ended.
 
-`EngineLoop` is the embedded runtime's heart, on a thread of its own: it wakes
-on any commit (the metadata backend's commit signal: inotify on SQLite,
-LISTEN/NOTIFY on PostgreSQL, so nothing is polled), turns the new events
-into invocations (`Dispatcher`), runs the ready ones (`Runner`), and sleeps
-again, at most ``idle_s`` (for retries whose backoff ends, and leases that
-expire, without a commit to wake it).
+`EngineLoop` is the DataEngine of one process, on a thread of its own: it
+wakes on any commit (the metadata backend's commit signal: inotify on
+SQLite, LISTEN/NOTIFY on PostgreSQL, so nothing is polled), turns new events
+into invocations (`Dispatcher`), leases as many ready invocations of each
+function as the runtime has room for (`Runtime.free`: so a slow function
+fills its own slots and is leased no more, while the others carry on), and
+hands them over (`Runtime.submit`). The runtime reports how they ended,
+in batches, and the loop records each batch in one transaction
+(`Runner.finish_many`), which wakes it again to lease more. It sleeps at most
+``idle_s`` without a commit, for retries whose backoff ends and leases that
+expire.
+
+Runtimes: worker processes (`tier0.engine._pool.ProcessRuntime`, the
+default) and Ray. Several loops, in several processes or on several hosts
+sharing a PostgreSQL database, share the work: the dispatcher makes each
+invocation once, and a lease is held by one runner at a time.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Final
+import time
+from collections.abc import Callable
+from typing import Final, Protocol
 
 from tier0.engine._dispatch import Dispatcher
-from tier0.engine._runner import Runner
-from tier0.meta import MetaBackend
+from tier0.engine._functions import FunctionInfo, Functions
+from tier0.engine._runner import BACKOFF_S, Invocation, Outcome, Runner
+from tier0.errors import NoSuchFunction
+from tier0.meta import Committer, MetaBackend
 
 IDLE_S: Final = 1.0
+#: How often leases held by dead processes of this host are looked for.
+RECLAIM_INTERVAL_S: Final = 5.0
 _log = logging.getLogger(__name__)
+
+
+class Runtime(Protocol):
+    """Where invocations run; it reports each batch that ended to the loop."""
+
+    def free(self, info: FunctionInfo) -> int:
+        """How many more invocations of ``info``'s function it takes now."""
+        ...
+
+    def lease_s(self, info: FunctionInfo) -> float:
+        """How long a lease of ``info``'s invocations must last (waiting, then running)."""
+        ...
+
+    def submit(self, invocations: list[Invocation]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+OnFinished = Callable[[list[Outcome]], None]
 
 
 class EngineLoop:
     """Dispatches and runs invocations on a thread until `close`."""
 
     def __init__(
-        self, meta: MetaBackend, dispatcher: Dispatcher, runner: Runner, *, idle_s: float = IDLE_S
+        self,
+        meta: MetaBackend,
+        committer: Committer,
+        runtime: Callable[[OnFinished], Runtime],
+        *,
+        idle_s: float = IDLE_S,
+        runner_name: str | None = None,
+        backoff_s: float = BACKOFF_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._meta = meta
-        self._dispatcher = dispatcher
-        self._runner = runner
+        self.functions = Functions(meta, committer)
+        self.dispatcher = Dispatcher(meta, committer)
+        self.runner = Runner(meta, committer, name=runner_name, backoff_s=backoff_s, clock=clock)
+        self.runtime = runtime(self._record)
         self._idle_s = idle_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tier0-engine", daemon=True)
+        self._reclaimed_at = 0.0
         #: Loop rounds that failed (logged; the loop carries on after ``idle_s``).
         self.failures = 0
 
@@ -46,6 +92,13 @@ class EngineLoop:
         self._stop.set()
         self._meta.signal.bump()  # wake the wait
         self._thread.join()
+        self.runtime.close()
+
+    def __enter__(self) -> EngineLoop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _loop(self) -> None:
         signal = self._meta.signal
@@ -61,7 +114,39 @@ class EngineLoop:
                 signal.wait_changed(generation, self._idle_s)
 
     def _round(self) -> bool:
-        """One dispatch and one run; whether there was anything to do."""
-        dispatched = self._dispatcher.dispatch()
-        ran = self._runner.run_once()
-        return bool(dispatched.events_read or ran.leased)
+        """One dispatch and one lease per ready function; whether there was work."""
+        dispatched = self.dispatcher.dispatch()
+        now = time.monotonic()
+        if now - self._reclaimed_at >= RECLAIM_INTERVAL_S:
+            self._reclaimed_at = now
+            self.runner.reclaim_orphans()
+        leased = 0
+        for name in self.runner.ready_functions():
+            try:
+                info = self.functions.get(name)
+            except NoSuchFunction as missing:  # removed since: its invocations fail
+                batch = self.runner.lease(100, function=name)
+                self._record([Outcome(invocation, str(missing)) for invocation in batch])
+                leased += len(batch)
+                continue
+            free = self.runtime.free(info)
+            if free:
+                batch = self.runner.lease(
+                    min(free, 1000), function=name, lease_s=self.runtime.lease_s(info),
+                    attempts_max=info.spec.attempts,
+                )  # fmt: skip
+                if batch:
+                    self.runtime.submit(batch)
+                    leased += len(batch)
+        return bool(dispatched.events_read or leased)
+
+    def _record(self, outcomes: list[Outcome]) -> None:
+        self.runner.finish_many(outcomes, attempts_max=self._attempts)
+
+    def _attempts(self, invocation: Invocation) -> int:
+        try:
+            return self.functions.get(
+                invocation.function, invocation.function_version
+            ).spec.attempts
+        except NoSuchFunction:
+            return 1  # the function is gone: no point trying again

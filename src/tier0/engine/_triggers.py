@@ -55,6 +55,10 @@ class TriggerSpec:
     suffix: str = ""
     events: tuple[str, ...] = ("ObjectCreated:*",)
     filter: str | None = None
+    #: The function's version this trigger runs; None at creation pins the latest.
+    function_version: int | None = None
+    #: Run the events of one key one at a time, in the order they happened.
+    ordered: bool = False
     _predicate: Predicate | None = field(default=None, repr=False, compare=False)
     _types: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
@@ -81,6 +85,16 @@ class TriggerSpec:
         object.__setattr__(self, "_types", frozenset(t for p in events for t in _expand(p)))
         if self.filter is not None:
             object.__setattr__(self, "_predicate", compile_filter(self.filter))
+        if self.function_version is not None and (
+            isinstance(self.function_version, bool)
+            or not isinstance(self.function_version, int)
+            or self.function_version < 1
+        ):
+            raise InvalidArgument(
+                f"function_version is a version number (1, 2, ...), not {self.function_version!r}"
+            )
+        if not isinstance(self.ordered, bool):
+            raise InvalidArgument(f"ordered is True or False, not {self.ordered!r}")
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """Whether ``event`` (its facts: ``type``, ``bucket``, ``key``, and what the

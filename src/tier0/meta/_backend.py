@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tier0.meta._schema import SCHEMA_VERSION, render_ddl
+from tier0.meta._schema import SCHEMA_VERSION, render_ddl, render_upgrade
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -171,7 +171,8 @@ class MetaBackend(abc.ABC):
         connection = self.connect()
         try:
             connection.begin_write()
-            for statement in render_ddl(self.dialect):
+            tables, late = render_ddl(self.dialect)
+            for statement in tables:
                 connection.execute(statement)
             row = connection.query_one("SELECT value FROM t0_schema WHERE name = 'version'")
             if row is None:
@@ -180,8 +181,9 @@ class MetaBackend(abc.ABC):
                     (str(SCHEMA_VERSION),),
                 )
             elif int(row[0]) < SCHEMA_VERSION:
-                # Every change so far only added tables and views, which the
-                # statements above just created: record the upgrade.
+                # New tables were just made; columns added to old ones come now.
+                for statement in render_upgrade(self.dialect, int(row[0])):
+                    connection.execute(statement)
                 connection.execute(
                     "UPDATE t0_schema SET value = ? WHERE name = 'version'",
                     (str(SCHEMA_VERSION),),
@@ -193,6 +195,8 @@ class MetaBackend(abc.ABC):
                     f"metadata at {self.location} has schema version {row[0]}, "
                     f"this tier0 understands {SCHEMA_VERSION}: upgrade tier0"
                 )
+            for statement in late:
+                connection.execute(statement)
             connection.execute(
                 "INSERT INTO t0_counters (name, value) VALUES ('seq', 0) ON CONFLICT (name) DO NOTHING"
             )

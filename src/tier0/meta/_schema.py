@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 #: Dialect-specific spellings substituted into the DDL below.
 _TYPES: Final = {
@@ -275,9 +275,29 @@ CREATE TABLE IF NOT EXISTS t0_invocations (
     created_us BIGINT NOT NULL,
     started_us BIGINT,
     ended_us BIGINT,
-    error {text}
+    error {text},
+    function_version INTEGER,
+    event {json},
+    order_key {text},
+    logs {json}
 );
 CREATE INDEX IF NOT EXISTS t0_invocations_ready ON t0_invocations (status, not_before_us);
+CREATE TABLE IF NOT EXISTS t0_functions (
+    name {text} NOT NULL,
+    version INTEGER NOT NULL,
+    spec {json} NOT NULL,
+    package {blob},
+    package_sha256 TEXT,
+    created_us BIGINT NOT NULL,
+    created_by {text} NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS t0_secrets (
+    name {text} PRIMARY KEY,
+    value {text} NOT NULL,
+    created_us BIGINT NOT NULL,
+    created_by {text} NOT NULL
+);
 CREATE TABLE IF NOT EXISTS t0_audit (
     id {autoid},
     time_us BIGINT NOT NULL,
@@ -298,6 +318,23 @@ _TIMESTAMP: Final = {
         " || printf('.%03d', ({col} / 1000) % 1000))"
     ),
     "postgres": "(to_timestamp(({col} / 1000) / 1000.0) AT TIME ZONE 'UTC')",
+}
+
+# Indexes on columns that an upgrade adds: made after the upgrade has added them.
+_LATE_INDEXES: Final = """
+CREATE INDEX IF NOT EXISTS t0_invocations_order
+    ON t0_invocations (trigger_name, order_key, id);
+"""
+
+#: What upgrading from each older version runs, before the views are made again
+#: (new tables need nothing: the CREATE TABLE IF NOT EXISTS above makes them).
+_UPGRADES: Final = {
+    4: """
+ALTER TABLE t0_invocations ADD COLUMN function_version INTEGER;
+ALTER TABLE t0_invocations ADD COLUMN event {json};
+ALTER TABLE t0_invocations ADD COLUMN order_key {text};
+ALTER TABLE t0_invocations ADD COLUMN logs {json};
+""",
 }
 
 _VIEWS: Final = """
@@ -332,10 +369,14 @@ CREATE VIEW triggers AS
     SELECT name, spec, state, after_seq, {ts(created_us)} AS created, created_by
     FROM t0_triggers;
 CREATE VIEW invocations AS
-    SELECT id, idempotency_key, trigger_name AS trigger, function_name AS function, seq,
-           status, attempts, {ts(created_us)} AS created, {ts(started_us)} AS started,
-           {ts(ended_us)} AS ended, (ended_us - started_us) / 1000 AS duration_ms, error
+    SELECT id, idempotency_key, trigger_name AS trigger, function_name AS function,
+           function_version, seq, status, attempts, {ts(created_us)} AS created,
+           {ts(started_us)} AS started, {ts(ended_us)} AS ended,
+           (ended_us - started_us) / 1000 AS duration_ms, error, event, logs
     FROM t0_invocations;
+CREATE VIEW functions AS
+    SELECT name, version, spec, package_sha256, {ts(created_us)} AS created, created_by
+    FROM t0_functions;
 CREATE VIEW uploads AS
     SELECT u.bucket, u.key, u.upload_id, u.initiator, {ts(u.created_us)} AS initiated,
            count(p.part_number) AS parts, coalesce(sum(p.size), 0) AS bytes
@@ -356,19 +397,32 @@ CATALOG_VIEWS: Final = (
     "tables",
     "triggers",
     "invocations",
+    "functions",
 )
 
 
-def render_ddl(dialect: str) -> list[str]:
-    """The statements that create the schema on ``dialect``, in order (idempotent)."""
+def render_ddl(dialect: str) -> tuple[list[str], list[str]]:
+    """The statements that create the schema on ``dialect`` (idempotent): the tables
+    first, then what may need an upgrade (`render_upgrade`) to have run between."""
     types = _TYPES[dialect]
-    tables = _TABLES.format(**types)
     views = _VIEWS
     for col in ("created_us", "modified_us", "time_us", "u.created_us", "started_us", "ended_us"):
         views = views.replace("{ts(" + col + ")}", _TIMESTAMP[dialect].format(col=col))
-    statements = [s.strip() for s in tables.split(";") if s.strip()]
-    for view in (s.strip() for s in views.split(";") if s.strip()):
+    late = _split(_LATE_INDEXES)
+    for view in _split(views):
         name = view.split()[2]
-        statements.append(f"DROP VIEW IF EXISTS {name}")
-        statements.append(view)
+        late.append(f"DROP VIEW IF EXISTS {name}")
+        late.append(view)
+    return _split(_TABLES.format(**types)), late
+
+
+def render_upgrade(dialect: str, version: int) -> list[str]:
+    """The statements that bring tables of schema ``version`` up to `SCHEMA_VERSION`."""
+    statements: list[str] = []
+    for older in range(version, SCHEMA_VERSION):
+        statements += _split(_UPGRADES.get(older, "").format(**_TYPES[dialect]))
     return statements
+
+
+def _split(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,291 @@
+"""``t0.engine``: the DataEngine as one principal sees it.
+
+Functions, triggers, secrets and invocations, each checked against the
+caller's rights first (root has them all; others need grants):
+
+===========================  ===============================  =================================
+what                         action                           resource
+===========================  ===============================  =================================
+deploy, remove a function    ``tier0:DeployFunction``         ``/functions/<name>``
+add, change, remove triggers ``tier0:ManageTriggers``         ``/triggers/<name>``
+set, remove secrets          ``tier0:ManageSecrets``          ``/secrets/<name>``
+read functions, triggers,    ``tier0:ReadEngine``             ``/functions/<name>`` (or ``/``)
+invocations and their logs
+run the engine here          ``tier0:RunEngine``              ``/engine``
+===========================  ===============================  =================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from tier0.engine._dispatch import TriggerInfo, Triggers
+from tier0.engine._functions import FunctionInfo, Functions, FunctionSpec, zip_directory
+from tier0.engine._service import EngineLoop
+from tier0.engine._triggers import TriggerSpec
+from tier0.errors import InvalidArgument, NoSuchInvocation, NoSuchPrincipal
+from tier0.identity import Principals
+from tier0.meta import load_json
+
+if TYPE_CHECKING:
+    from tier0.store import Kernel
+
+INVOCATIONS_LIMIT_MAX: Final = 10_000
+STATUSES: Final = ("queued", "running", "done", "dead")
+
+
+@dataclass(frozen=True)
+class InvocationRecord:
+    """One invocation as ``tier0 fn invocations`` shows it."""
+
+    id: int
+    trigger: str
+    function: str
+    function_version: int | None
+    seq: int
+    status: str
+    attempts: int
+    created: dt.datetime
+    started: dt.datetime | None
+    ended: dt.datetime | None
+    error: str | None
+    idempotency_key: str
+    #: What it handled (the event as the function received it).
+    event: dict[str, Any]
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started is None or self.ended is None or self.ended < self.started:
+            return None
+        return (self.ended - self.started).total_seconds() * 1000
+
+
+@dataclass(frozen=True)
+class LogLine:
+    invocation: int
+    attempt: int
+    time: dt.datetime
+    level: str
+    message: str
+
+
+class DataEngine:
+    """Functions, triggers, secrets and invocations (see the module docstring)."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        principal_id: str,
+        *,
+        authorize: Callable[[str, str], object],
+        principals: Principals,
+        data_dir: Path,
+    ) -> None:
+        self._kernel = kernel
+        self._principal_id = principal_id
+        self._authorize = authorize
+        self._principals = principals
+        self._data_dir = data_dir
+        self._functions = Functions(kernel.meta, kernel.committer)
+        self._triggers = Triggers(kernel.meta, kernel.committer)
+
+    # -- functions ------------------------------------------------------------------------------
+
+    def deploy(
+        self, spec: FunctionSpec, *, package: str | os.PathLike[str] | bytes | None = None
+    ) -> FunctionInfo:
+        """Deploy ``spec`` as its function's next version.
+
+        ``package`` is the function's code: a directory (zipped here) or a zip's
+        bytes, stored in tier0 with the version; without it, the handler's module
+        must be importable where the engine runs. The function's principal,
+        ``fn.<name>``, is made at the first deploy and given ``spec.grants``.
+
+        >>> t0.engine.deploy(FunctionSpec("thumbs", "thumbs:handler",
+        ...     grants=(("s3:*", "/photos/*"),)), package="./thumbs")  # doctest: +SKIP
+        """
+        self._authorize("tier0:DeployFunction", f"/functions/{spec.name}")
+        if isinstance(package, (str, os.PathLike)):
+            package = zip_directory(os.fspath(package))
+        info = self._functions.deploy(spec, package=package, deployed_by=self._principal_id)
+        principal = self._function_principal(spec)
+        authorizer = self._kernel.authorizer
+        held = {(g.action, g.resource) for g in authorizer.grants(principal)}
+        for action, resource in spec.grants:
+            if (action, resource) not in held:
+                authorizer.grant(principal, action, resource)
+        return info
+
+    def function(self, name: str, version: int | None = None) -> FunctionInfo:
+        self._authorize("tier0:ReadEngine", f"/functions/{name}")
+        return self._functions.get(name, version)
+
+    def functions(self) -> list[FunctionInfo]:
+        """The latest version of every function."""
+        self._authorize("tier0:ReadEngine", "/")
+        return self._functions.list()
+
+    def remove_function(self, name: str) -> int:
+        """Remove every version of ``name`` (refused while a trigger runs it)."""
+        self._authorize("tier0:DeployFunction", f"/functions/{name}")
+        return self._functions.remove(name)
+
+    # -- triggers -------------------------------------------------------------------------------
+
+    def add_trigger(self, spec: TriggerSpec) -> TriggerInfo:
+        """Run ``spec.function`` for every matching event from now on."""
+        self._authorize("tier0:ManageTriggers", f"/triggers/{spec.name}")
+        return self._triggers.create(spec, created_by=self._principal_id)
+
+    def trigger(self, name: str) -> TriggerInfo:
+        self._authorize("tier0:ReadEngine", f"/triggers/{name}")
+        return self._triggers.get(name)
+
+    def triggers(self) -> list[TriggerInfo]:
+        self._authorize("tier0:ReadEngine", "/")
+        return self._triggers.list()
+
+    def pause_trigger(self, name: str) -> None:
+        """Stop making invocations for ``name`` (events meanwhile are skipped)."""
+        self._authorize("tier0:ManageTriggers", f"/triggers/{name}")
+        self._triggers.pause(name)
+
+    def resume_trigger(self, name: str) -> None:
+        self._authorize("tier0:ManageTriggers", f"/triggers/{name}")
+        self._triggers.resume(name)
+
+    def repin_trigger(self, name: str, version: int | None = None) -> TriggerInfo:
+        """Make ``name`` run ``version`` of its function (the latest if None)."""
+        self._authorize("tier0:ManageTriggers", f"/triggers/{name}")
+        return self._triggers.repin(name, version)
+
+    def remove_trigger(self, name: str) -> None:
+        self._authorize("tier0:ManageTriggers", f"/triggers/{name}")
+        self._triggers.remove(name)
+
+    # -- secrets --------------------------------------------------------------------------------
+
+    def set_secret(self, name: str, value: str) -> None:
+        """Store secret ``name`` for functions that declare it (its workers see a new
+        value when they next start)."""
+        self._authorize("tier0:ManageSecrets", f"/secrets/{name}")
+        self._functions.set_secret(name, value, set_by=self._principal_id)
+
+    def secrets(self) -> list[str]:
+        """The names of the stored secrets (values are never read back)."""
+        self._authorize("tier0:ManageSecrets", "/secrets/")
+        return self._functions.secret_names()
+
+    def remove_secret(self, name: str) -> None:
+        self._authorize("tier0:ManageSecrets", f"/secrets/{name}")
+        self._functions.remove_secret(name)
+
+    # -- invocations ----------------------------------------------------------------------------
+
+    def invocations(
+        self,
+        *,
+        function: str | None = None,
+        trigger: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[InvocationRecord]:
+        """The newest ``limit`` invocations, newest first, optionally of one function,
+        trigger or status (``queued``, ``running``, ``done``, ``dead``)."""
+        self._authorize("tier0:ReadEngine", f"/functions/{function}" if function else "/")
+        if status is not None and status not in STATUSES:
+            raise InvalidArgument(f"status is one of {', '.join(STATUSES)}, not {status!r}")
+        if not 1 <= limit <= INVOCATIONS_LIMIT_MAX:
+            raise InvalidArgument(f"limit is 1..{INVOCATIONS_LIMIT_MAX}")
+        where, args = _where(function=function, trigger=trigger, status=status)
+        with self._kernel.meta.reader() as db:
+            rows = db.query_all(
+                "SELECT id, trigger_name, function_name, function_version, seq, status, attempts,"
+                " created_us, started_us, ended_us, error, idempotency_key, event FROM t0_invocations"
+                f"{where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            )
+        return [
+            InvocationRecord(
+                int(r[0]), r[1], r[2], r[3], int(r[4]), r[5], int(r[6]), _time(r[7]),
+                _time(r[8]) if r[8] is not None else None,
+                _time(r[9]) if r[9] is not None else None, r[10], r[11],
+                load_json(r[12]) if r[12] else {},
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    def logs(
+        self, *, function: str | None = None, invocation: int | None = None, limit: int = 100
+    ) -> list[LogLine]:
+        """The lines logged by one invocation, or by the newest ``limit`` invocations
+        of ``function``, oldest line first."""
+        if (function is None) == (invocation is None):
+            raise InvalidArgument("name a function or an invocation")
+        if not 1 <= limit <= INVOCATIONS_LIMIT_MAX:
+            raise InvalidArgument(f"limit is 1..{INVOCATIONS_LIMIT_MAX}")
+        with self._kernel.meta.reader() as db:
+            if invocation is not None:
+                rows = db.query_all(
+                    "SELECT id, function_name, logs FROM t0_invocations WHERE id = ?", (invocation,)
+                )
+                if not rows:
+                    raise NoSuchInvocation(f"there is no invocation {invocation}")
+            else:
+                rows = db.query_all(
+                    "SELECT id, function_name, logs FROM t0_invocations WHERE function_name = ?"
+                    " AND logs IS NOT NULL ORDER BY id DESC LIMIT ?",
+                    (function, limit),
+                )
+        for name in {row[1] for row in rows} or {function}:
+            self._authorize("tier0:ReadEngine", f"/functions/{name}")
+        lines = [
+            LogLine(int(row[0]), int(line[1]), _time(line[0]), line[2], line[3])
+            for row in rows
+            for line in (load_json(row[2]) if row[2] else [])
+        ]
+        return sorted(lines, key=lambda line: (line.time, line.invocation))
+
+    # -- running --------------------------------------------------------------------------------
+
+    def start(self, *, workers: int | None = None, idle_s: float = 1.0) -> EngineLoop:
+        """Run the engine here, on worker processes, until the result is closed (or
+        leaves its ``with`` block). ``tier0 serve`` does this for you."""
+        from tier0.engine._pool import ProcessRuntime
+
+        self._authorize("tier0:RunEngine", "/engine")
+        kernel = self._kernel
+
+        def runtime(on_finished: Callable[[Any], None]) -> ProcessRuntime:
+            return ProcessRuntime(
+                self._data_dir, Functions(kernel.meta, kernel.committer),
+                on_finished=on_finished, workers_max=workers,
+            )  # fmt: skip
+
+        return EngineLoop(kernel.meta, kernel.committer, runtime, idle_s=idle_s).start()
+
+    def _function_principal(self, spec: FunctionSpec) -> Any:
+        try:
+            return self._principals.get(spec.principal)
+        except NoSuchPrincipal:
+            principal, _ = self._principals.create(
+                spec.principal, "service", created_by=self._principals.get(self._principal_id)
+            )
+            return principal
+
+
+def _where(**conditions: Any) -> tuple[str, tuple[Any, ...]]:
+    columns = {"function": "function_name", "trigger": "trigger_name", "status": "status"}
+    parts = [(f"{columns[k]} = ?", v) for k, v in conditions.items() if v is not None]
+    if not parts:
+        return "", ()
+    return " WHERE " + " AND ".join(p for p, _ in parts), tuple(v for _, v in parts)
+
+
+def _time(us: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(us / 1_000_000, tz=dt.UTC)
