@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import ipaddress
 import json
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -50,6 +53,33 @@ from tier0.cli._base import Session, cell_text, human_bytes, json_default, pass_
     help="Server processes sharing the address (about one core each); a worker that dies is "
     "replaced.",
 )
+@click.option(
+    "--engine/--no-engine",
+    default=True,
+    show_default=True,
+    help="Run the DataEngine here: triggers start functions as events arrive.",
+)
+@click.option(
+    "--function-workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    envvar="TIER0_FUNCTION_WORKERS",
+    help="Worker processes that run functions [default: two per core].",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["process", "ray"]),
+    default="process",
+    show_default=True,
+    envvar="TIER0_RUNTIME",
+    help="Where functions run: worker processes here, or a Ray cluster (pip install 'tier0[ray]').",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDRESS",
+    envvar="RAY_ADDRESS",
+    help="The Ray cluster for --runtime ray (e.g. ray://head:10001) [default: a local Ray].",
+)
 @pass_session
 def serve_command(
     session: Session,
@@ -58,6 +88,10 @@ def serve_command(
     keyfile: str | None,
     s3_domains: tuple[str, ...],
     workers: int,
+    engine: bool,
+    function_workers: int | None,
+    runtime: str,
+    ray_address: str | None,
 ) -> None:
     """Serve the store over HTTP until SIGTERM or Ctrl-C.
 
@@ -66,6 +100,10 @@ def serve_command(
     once, and kept in DATA/root-credentials (owner-only). Clients send them as
     HTTP Basic credentials. On SIGTERM the server stops accepting, finishes
     the requests in flight, then closes the store.
+
+    The DataEngine runs in the server (--no-engine to leave it out): each
+    trigger's function runs on a pool of worker processes, or on Ray with
+    --runtime ray. With --workers N it runs in the first server process.
 
     Several servers are one S3 service when they share a PostgreSQL --meta
     and one chunk location (--chunks s3://BUCKET/PREFIX with
@@ -79,6 +117,7 @@ def serve_command(
       tier0 --data /srv/tier0 serve --address 0.0.0.0:9000 --certfile cert.pem --keyfile key.pem
       tier0 serve --s3-domain s3.localhost     # http://BUCKET.s3.localhost:9000/KEY
       tier0 serve --workers 4                  # four processes, one port
+      tier0 serve --runtime ray --ray-address ray://head:10001
       curl -u "$ACCESS:$SECRET" -d '{"sql": "SELECT count(*) FROM objects"}' \\
            http://127.0.0.1:9000/_tier0/sql
     """
@@ -115,16 +154,18 @@ def serve_command(
         def listening(url: str) -> None:
             click.echo(f"tier0 {tier0.__version__} listening on {url} (data: {data_dir})")
 
+        running = _EngineOptions(engine, function_workers, runtime, ray_address)
         if workers == 1:
-            serve(
-                t0,
-                host,
-                port,
-                certfile=certfile,
-                keyfile=keyfile,
-                on_listening=listening,
-                s3_domains=s3_domains,
-            )
+            with running.start(t0):
+                serve(
+                    t0,
+                    host,
+                    port,
+                    certfile=certfile,
+                    keyfile=keyfile,
+                    on_listening=listening,
+                    s3_domains=s3_domains,
+                )
     if workers > 1:
         # The open above made root's credentials and the schema, and is closed
         # again: the workers fork from a process that holds no store.
@@ -133,7 +174,8 @@ def serve_command(
         listening(format_url(host, sockets[0].getsockname()[1], tls=certfile is not None))
 
         def work(sock: socket.socket) -> None:
-            with session.open(announce_root=False) as worker:
+            first = sock is sockets[0]
+            with session.open(announce_root=False) as worker, running.start(worker, here=first):
                 serve(
                     worker,
                     host,
@@ -152,6 +194,28 @@ def serve_command(
         if status:
             raise SystemExit(status)
     click.echo("tier0: stopped", err=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _EngineOptions:
+    enabled: bool
+    workers: int | None
+    runtime: str
+    ray_address: str | None
+
+    @contextlib.contextmanager
+    def start(self, t0: tier0.Tier0, *, here: bool = True) -> Iterator[None]:
+        """The DataEngine running on ``t0`` for the block (if enabled and ``here``)."""
+        if not (self.enabled and here):
+            yield
+            return
+        loop = t0.engine.start(
+            workers=self.workers, runtime=self.runtime, ray_address=self.ray_address
+        )
+        try:
+            yield
+        finally:
+            loop.close()
 
 
 def _is_loopback(host: str) -> bool:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tier0.engine._dispatch import TriggerInfo, Triggers
 from tier0.engine._functions import FunctionInfo, Functions, FunctionSpec, zip_directory
-from tier0.engine._service import EngineLoop
+from tier0.engine._service import EngineLoop, OnFinished, Runtime
 from tier0.engine._triggers import TriggerSpec
 from tier0.errors import InvalidArgument, NoSuchInvocation, NoSuchPrincipal
 from tier0.identity import Principals
@@ -253,21 +253,40 @@ class DataEngine:
 
     # -- running --------------------------------------------------------------------------------
 
-    def start(self, *, workers: int | None = None, idle_s: float = 1.0) -> EngineLoop:
-        """Run the engine here, on worker processes, until the result is closed (or
-        leaves its ``with`` block). ``tier0 serve`` does this for you."""
-        from tier0.engine._pool import ProcessRuntime
-
+    def start(
+        self,
+        *,
+        workers: int | None = None,
+        runtime: str = "process",
+        ray_address: str | None = None,
+        idle_s: float = 1.0,
+    ) -> EngineLoop:
+        """Run the engine here until the result is closed (or leaves its ``with``
+        block): functions on ``workers`` worker processes (``runtime="process"``) or
+        on the Ray cluster at ``ray_address`` (``runtime="ray"``; a local Ray when
+        None). ``tier0 serve`` does this for you."""
         self._authorize("tier0:RunEngine", "/engine")
         kernel = self._kernel
+        functions = Functions(kernel.meta, kernel.committer)
+        make: Callable[[OnFinished], Runtime]
+        if runtime == "process":
+            from tier0.engine._pool import ProcessRuntime
 
-        def runtime(on_finished: Callable[[Any], None]) -> ProcessRuntime:
-            return ProcessRuntime(
-                self._data_dir, Functions(kernel.meta, kernel.committer),
-                on_finished=on_finished, workers_max=workers,
-            )  # fmt: skip
+            def make(on_finished: OnFinished) -> Runtime:
+                return ProcessRuntime(
+                    self._data_dir, functions, on_finished=on_finished, workers_max=workers
+                )
+        elif runtime == "ray":
+            from tier0.engine._ray import RayRuntime
 
-        return EngineLoop(kernel.meta, kernel.committer, runtime, idle_s=idle_s).start()
+            def make(on_finished: OnFinished) -> Runtime:
+                return RayRuntime(
+                    self._data_dir, functions, on_finished=on_finished, address=ray_address,
+                    workers_max=workers,
+                )  # fmt: skip
+        else:
+            raise InvalidArgument(f"the runtime is 'process' or 'ray', not {runtime!r}")
+        return EngineLoop(kernel.meta, kernel.committer, make, idle_s=idle_s).start()
 
     def _function_principal(self, spec: FunctionSpec) -> Any:
         try:

@@ -362,6 +362,10 @@ class Functions:
         self._versions = {k: v for k, v in self._versions.items() if k[0] != name}
         return removed
 
+    def store_id(self) -> str:
+        """The store's identity (the same from every process and host of it)."""
+        return self._meta.store_id()
+
     # -- secrets -------------------------------------------------------------------------------
 
     def set_secret(self, name: str, value: str, *, set_by: str) -> None:

@@ -42,7 +42,7 @@ def main() -> int:
     setup: dict[str, Any] = connection.recv()
     sink = LogLines()
     try:
-        ctx, handler = _load(setup, sink)
+        ctx, handler = load(setup, sink)
     except BaseException as failure:  # init failed: say why, and end
         connection.send(("failed", describe(failure), sink.take()))
         return 1
@@ -56,13 +56,14 @@ def main() -> int:
             if message[0] == "stop":
                 return 0
             _, invocation_id, attempt, key, event, timeout_s = message
-            error = _run(ctx, handler, sink, (invocation_id, attempt, key, timeout_s), event)
+            error = run(ctx, handler, sink, (invocation_id, attempt, key, timeout_s), event)
             connection.send(("done", invocation_id, error, sink.take()))
     finally:
         ctx.close()
 
 
-def _load(setup: dict[str, Any], sink: LogLines) -> tuple[Context, Any]:
+def load(setup: dict[str, Any], sink: LogLines) -> tuple[Context, Any]:
+    """Import the function ``setup`` names and run its module's ``init``."""
     os.environ.update(setup["environment"])
     if setup["code"] is not None:
         sys.path.insert(0, setup["code"])
@@ -89,9 +90,10 @@ def _load(setup: dict[str, Any], sink: LogLines) -> tuple[Context, Any]:
     return ctx, handler
 
 
-def _run(
+def run(
     ctx: Context, handler: Any, sink: LogLines, call: tuple[int, int, str, float], event: Any
 ) -> str | None:
+    """Run one invocation; its error (None on success)."""
     invocation_id, attempt, key, timeout_s = call
     ctx.begin(invocation_id, attempt, key, timeout_s)
     try:

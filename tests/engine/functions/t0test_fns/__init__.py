@@ -55,3 +55,16 @@ def behave(ctx: Any, event: dict[str, Any]) -> None:
     if order[0] == "fail-until" and ctx.attempt < int(order[1]):
         raise RuntimeError(f"attempt {ctx.attempt} fails")
     ctx.client.put(event["bucket"], "done/" + event["key"], ctx.idempotency_key.encode())
+
+
+def once(ctx: Any, event: dict[str, Any]) -> None:
+    """Writes ``effects/<idempotency key>`` exactly once however often it runs (slowly,
+    so that a killed engine leaves some mid-run)."""
+    from tier0.errors import PreconditionFailed
+
+    time.sleep(0.3)
+    try:
+        ctx.client.put(event["bucket"], f"effects/{ctx.idempotency_key}", event["key"].encode(),
+                       if_none_match="*")  # fmt: skip
+    except PreconditionFailed:
+        ctx.log.info("already done by an earlier attempt")
