@@ -11,6 +11,8 @@ Routes::
     POST /_tier0/sql      {"sql": ..., "timeout_s"?: n}  {"columns", "rows", "truncated"};
                           with Accept: application/vnd.apache.arrow.stream, every row as Arrow IPC
     GET  /_tier0/events?after=N&limit=L&wait_s=S         {"events": [...], "next_after": N'}
+    /_tier0/functions, /_tier0/triggers, /_tier0/invocations, /_tier0/secrets:
+                          the DataEngine (`tier0.server._engine_api`)
 
 Every request but ``health`` authenticates with HTTP Basic (access key as
 user name, secret key as password) and then acts as that principal: the SQL
@@ -42,7 +44,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import tier0
 from tier0._client import Tier0
@@ -55,9 +57,12 @@ from tier0.errors import (
     InvalidCredentials,
     MetaUnavailable,
     NoSuchBucket,
+    NoSuchFunction,
+    NoSuchInvocation,
     NoSuchKey,
     NoSuchPrincipal,
     NoSuchTable,
+    NoSuchTrigger,
     PreconditionFailed,
     PrincipalExists,
     QueryTimeout,
@@ -122,6 +127,9 @@ _STATUS_BY_ERROR: Final[dict[type, int]] = {
     NoSuchKey: 404,
     NoSuchPrincipal: 404,
     NoSuchTable: 404,
+    NoSuchFunction: 404,
+    NoSuchTrigger: 404,
+    NoSuchInvocation: 404,
     BucketAlreadyExists: 409,
     TableAlreadyExists: 409,
     TableConflict: 409,
@@ -174,6 +182,8 @@ class Request:
     headers: dict[str, str]
     receive: Receive
     request_id: str
+    #: What a pattern route captured from the path (``/_tier0/functions/{name}``).
+    params: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -306,18 +316,8 @@ class App:
     async def _respond(self, scope: Scope, receive: Receive, request_id: str) -> Response:
         method = scope["method"]
         path = scope["path"]
-        route = _ROUTES.get(path)
         try:
-            if route is None:
-                raise HTTPError(
-                    404, "NotFound", f"no route {path}; tier0's routes are {', '.join(_ROUTES)}"
-                )
-            allowed, handler = route
-            if method != allowed and not (method == "HEAD" and allowed == "GET"):
-                raise HTTPError(
-                    405, "MethodNotAllowed", f"{path} takes {allowed}, not {method}",
-                    headers=((b"allow", allowed.encode()),),
-                )  # fmt: skip
+            handler, params = _route(method, path)
             request = Request(
                 method=method,
                 path=path,
@@ -327,6 +327,7 @@ class App:
                 },
                 receive=receive,
                 request_id=request_id,
+                params=params,
             )
             response = await handler(self, request)
         except HTTPError as error:
@@ -524,6 +525,34 @@ _ROUTES: Final[dict[str, tuple[str, Handler]]] = {
     PREFIX + "sql": ("POST", _sql),
     PREFIX + "events": ("GET", _events),
 }
+#: Routes with names in their paths: (method, pattern, handler), added by
+#: `tier0.server._engine_api` for the DataEngine.
+PATTERN_ROUTES: Final[list[tuple[str, re.Pattern[str], Handler]]] = []
+
+
+def _route(method: str, path: str) -> tuple[Handler, dict[str, str]]:
+    """The handler of ``method path`` and what its pattern captured; 404 or 405."""
+    allowed: list[str] = []
+    route = _ROUTES.get(path)
+    if route is not None:
+        if method == route[0] or (method == "HEAD" and route[0] == "GET"):
+            return route[1], {}
+        allowed.append(route[0])
+    for route_method, pattern, handler in PATTERN_ROUTES:
+        found = pattern.fullmatch(path)
+        if found is None:
+            continue
+        if method == route_method or (method == "HEAD" and route_method == "GET"):
+            return handler, {k: unquote(v) for k, v in found.groupdict().items()}
+        allowed.append(route_method)
+    if not allowed:
+        raise HTTPError(
+            404, "NotFound", f"no route {path}; see the routes in tier0's HTTP API (README)"
+        )
+    raise HTTPError(
+        405, "MethodNotAllowed", f"{path} takes {', '.join(allowed)}, not {method}",
+        headers=((b"allow", ", ".join(allowed).encode()),),
+    )  # fmt: skip
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -634,4 +663,6 @@ def create_app(
     >>> app = create_app(tier0.open("/tmp/t0"))            # doctest: +SKIP
     >>> uvicorn.run(app, port=9000)                         # doctest: +SKIP
     """
+    import tier0.server._engine_api  # noqa: F401  (adds the DataEngine's routes)
+
     return App(t0, limits=limits, fallback=fallback, claims=claims)

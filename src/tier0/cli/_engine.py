@@ -1,0 +1,377 @@
+"""DataEngine commands: ``tier0 fn``, ``tier0 trigger``, ``tier0 secret``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from tier0.cli._base import Session, local_time, pass_session, print_table
+from tier0.engine import FunctionSpec, TriggerSpec
+
+# -- functions --------------------------------------------------------------------------------
+
+
+@click.group("fn")
+def fn_group() -> None:
+    """Deploy functions and see what they did.
+
+    A function is handler(ctx, event) in a Python module. Triggers
+    (tier0 trigger add) run it when data changes; `tier0 serve` runs them.
+
+    \b
+    Examples:
+      tier0 fn deploy thumbs thumbs:handler --package ./thumbs --grant 's3:*=/photos/*'
+      tier0 fn list
+      tier0 fn invocations thumbs --status dead
+      tier0 fn logs thumbs
+    """
+
+
+def _pairs(values: tuple[str, ...], what: str, example: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        left, equals, right = value.partition("=")
+        if not equals or not left or not right:
+            raise click.BadParameter(f"{value!r}: write {what} as {example}")
+        pairs.append((left, right))
+    return pairs
+
+
+@fn_group.command("deploy")
+@click.argument("name")
+@click.argument("handler")
+@click.option(
+    "--package",
+    type=click.Path(exists=True, file_okay=False),
+    help="A directory holding the handler's module: zipped and stored in tier0 with this "
+    "version. Without it the module must be importable where the engine runs.",
+)
+@click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True,
+              help="Seconds one invocation may run.")  # fmt: skip
+@click.option("--concurrency", type=int, default=4, show_default=True,
+              help="Invocations that run at once, at most.")  # fmt: skip
+@click.option("--memory", "memory_mb", type=int, default=1024, show_default=True,
+              help="MiB of resident memory a worker may use.")  # fmt: skip
+@click.option("--attempts", type=int, default=3, show_default=True,
+              help="Tries per event before the dead letter.")  # fmt: skip
+@click.option("--secret", "secrets", multiple=True, metavar="NAME",
+              help="A stored secret the function may read (repeat).")  # fmt: skip
+@click.option("--env", "environment", multiple=True, metavar="NAME=VALUE",
+              help="An environment variable for its workers (repeat).")  # fmt: skip
+@click.option("--grant", "grants", multiple=True, metavar="ACTION=RESOURCE",
+              help="Allow its principal fn.NAME an action, e.g. 's3:GetObject=/photos/*'.")  # fmt: skip
+@pass_session
+def fn_deploy_command(
+    session: Session, name: str, handler: str, package: str | None, timeout_s: float,
+    concurrency: int, memory_mb: int, attempts: int, secrets: tuple[str, ...],
+    environment: tuple[str, ...], grants: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Deploy HANDLER (module.path:function) as function NAME's next version.
+
+    \b
+    Examples:
+      tier0 fn deploy upper shout:upper --package ./fns --grant 's3:*=/docs/*'
+      tier0 fn deploy embed tier0.engine.builtins:embed --concurrency 1 --memory 2048
+    """
+    spec = FunctionSpec(
+        name, handler, timeout_s=timeout_s, concurrency=concurrency, memory_mb=memory_mb,
+        attempts=attempts, secrets=secrets,
+        environment=dict(_pairs(environment, "a variable", "NAME=VALUE")),
+        grants=tuple(_pairs(grants, "a grant", "ACTION=RESOURCE, e.g. s3:GetObject=/photos/*")),
+    )  # fmt: skip
+    with session.open() as t0:
+        info = t0.engine.deploy(spec, package=package)
+    where = f"package sha256 {info.package_sha256[:12]}" if info.package_sha256 else "by import"
+    click.echo(f"Deployed {name} version {info.version} ({where}); it acts as {spec.principal}.")
+
+
+@fn_group.command("list")
+@pass_session
+def fn_list_command(session: Session) -> None:
+    """List functions (their latest versions) and their limits.
+
+    \b
+    Example:
+      tier0 fn list
+    """
+    with session.open() as t0:
+        functions = t0.engine.functions()
+    table = Table("name", "version", "handler", "code", "timeout", "concurrency", "memory",
+                  "attempts")  # fmt: skip
+    for info in functions:
+        spec = info.spec
+        code = info.package_sha256[:12] if info.package_sha256 else "import"
+        table.add_row(
+            escape(info.name), str(info.version), escape(spec.handler), code,
+            f"{spec.timeout_s:g} s", str(spec.concurrency), f"{spec.memory_mb} MiB",
+            str(spec.attempts),
+        )  # fmt: skip
+    print_table(table)
+
+
+@fn_group.command("rm")
+@click.argument("name")
+@pass_session
+def fn_rm_command(session: Session, name: str) -> None:
+    """Remove every version of function NAME (remove its triggers first).
+
+    \b
+    Example:
+      tier0 fn rm thumbs
+    """
+    with session.open() as t0:
+        count = t0.engine.remove_function(name)
+    click.echo(f"Removed {name} ({count} version{'s' if count != 1 else ''}).")
+
+
+@fn_group.command("invocations")
+@click.argument("name", required=False)
+@click.option("--status", type=click.Choice(["queued", "running", "done", "dead"]))
+@click.option("--trigger", help="Only this trigger's.")
+@click.option("-n", "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_session
+def fn_invocations_command(
+    session: Session, name: str | None, status: str | None, trigger: str | None, limit: int,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """The newest invocations (of function NAME), newest first.
+
+    \b
+    Examples:
+      tier0 fn invocations
+      tier0 fn invocations thumbs --status dead
+    """
+    with session.open() as t0:
+        records = t0.engine.invocations(function=name, trigger=trigger, status=status, limit=limit)
+    if as_json:
+        for r in records:
+            click.echo(json.dumps({
+                "id": r.id, "trigger": r.trigger, "function": r.function,
+                "version": r.function_version, "seq": r.seq, "status": r.status,
+                "attempts": r.attempts, "created": r.created.isoformat(),
+                "duration_ms": r.duration_ms, "error": r.error, "event": r.event,
+            }))  # fmt: skip
+        return
+    table = Table("id", "function", "trigger", "status", "tries", "created", "ms", "event",
+                  "error")  # fmt: skip
+    for r in records:
+        what = f"{r.event.get('type', '')} {r.event.get('bucket', '')}/{r.event.get('key', '')}"
+        style = {"dead": "red", "running": "yellow", "queued": "dim"}.get(r.status, "green")
+        table.add_row(
+            str(r.id), escape(f"{r.function}:{r.function_version}"), escape(r.trigger),
+            f"[{style}]{r.status}[/{style}]", str(r.attempts), local_time(r.created),
+            "" if r.duration_ms is None else f"{r.duration_ms:.0f}", escape(what),
+            escape((r.error or "").splitlines()[0] if r.error else ""),
+        )  # fmt: skip
+    print_table(table)
+
+
+@fn_group.command("logs")
+@click.argument("name", required=False)
+@click.option("--invocation", type=int, help="One invocation's lines (by its id).")
+@click.option("-n", "--limit", type=click.IntRange(1, 10_000), default=20, show_default=True,
+              help="Of the newest invocations, this many.")  # fmt: skip
+@pass_session
+def fn_logs_command(session: Session, name: str | None, invocation: int | None, limit: int) -> None:
+    """The lines function NAME logged (ctx.log and print), oldest first.
+
+    \b
+    Examples:
+      tier0 fn logs thumbs
+      tier0 fn logs --invocation 42
+    """
+    if (name is None) == (invocation is None):
+        raise click.UsageError("name a function, or give --invocation ID")
+    with session.open() as t0:
+        lines = t0.engine.logs(function=name, invocation=invocation, limit=limit)
+    for line in lines:
+        click.echo(
+            f"{local_time(line.time)} #{line.invocation}.{line.attempt} {line.level:<7} "
+            f"{line.message}"
+        )
+
+
+# -- triggers ---------------------------------------------------------------------------------
+
+
+@click.group("trigger")
+def trigger_group() -> None:
+    """Run functions when data changes.
+
+    \b
+    Examples:
+      tier0 trigger add pdfs --function extract --bucket docs --prefix raw/ --suffix .pdf
+      tier0 trigger add big --function embed --bucket docs --filter "size > 1000000"
+      tier0 trigger list
+      tier0 trigger pause pdfs
+    """
+
+
+@trigger_group.command("add")
+@click.argument("name")
+@click.option("--function", "function", required=True, help="The function it runs.")
+@click.option("--version", "version", type=int,
+              help="The function's version to run [default: its latest, pinned].")  # fmt: skip
+@click.option("--bucket", help="Only this bucket's events [default: every bucket].")
+@click.option("--prefix", default="", help="Only keys starting with this.")
+@click.option("--suffix", default="", help="Only keys ending with this.")
+@click.option("--event", "events", multiple=True, metavar="TYPE",
+              help="Event types (repeat): created, removed, tagged, rows-inserted, "
+              "rows-changed, ObjectCreated:Put, ObjectCreated:*, ... [default: created].")  # fmt: skip
+@click.option("--filter", "filter_", metavar="SQL",
+              help="A SQL condition on the event and the element: size, content_type, "
+              "metadata['x'], tags['x'], key, principal, ...")  # fmt: skip
+@click.option("--ordered", is_flag=True, help="Run each key's events one at a time, in order.")
+@pass_session
+def trigger_add_command(
+    session: Session, name: str, function: str, version: int | None, bucket: str | None,
+    prefix: str, suffix: str, events: tuple[str, ...], filter_: str | None, ordered: bool,
+) -> None:  # fmt: skip
+    """Add trigger NAME: run --function for every matching event from now on.
+
+    \b
+    Examples:
+      tier0 trigger add pdfs --function extract --bucket docs --prefix raw/ --suffix .pdf
+      tier0 trigger add gone --function cleanup --event removed --ordered
+      tier0 trigger add en --function embed --filter "metadata['lang'] = 'en'"
+    """
+    spec = TriggerSpec(
+        name, function, bucket=bucket, prefix=prefix, suffix=suffix,
+        events=events or ("created",), filter=filter_, function_version=version, ordered=ordered,
+    )  # fmt: skip
+    with session.open() as t0:
+        info = t0.engine.add_trigger(spec)
+    click.echo(f"Added trigger {name}: runs {function} version {info.spec.function_version}.")
+
+
+@trigger_group.command("list")
+@pass_session
+def trigger_list_command(session: Session) -> None:
+    """List triggers: what they match and what they run.
+
+    \b
+    Example:
+      tier0 trigger list
+    """
+    with session.open() as t0:
+        triggers = t0.engine.triggers()
+    table = Table("name", "state", "function", "bucket", "prefix", "suffix", "events", "filter",
+                  "ordered")  # fmt: skip
+    for info in triggers:
+        spec = info.spec
+        table.add_row(
+            escape(spec.name), info.state, escape(f"{spec.function}:{spec.function_version}"),
+            escape(spec.bucket or "*"), escape(spec.prefix), escape(spec.suffix),
+            escape(", ".join(spec.events)), escape(spec.filter or ""),
+            "yes" if spec.ordered else "",
+        )  # fmt: skip
+    print_table(table)
+
+
+def _trigger_change(verb: str, help_text: str) -> Any:
+    help_text += f"\n\n\b\nExample:\n  tier0 trigger {verb} pdfs"
+
+    @trigger_group.command(verb, help=help_text)
+    @click.argument("name")
+    @pass_session
+    def command(session: Session, name: str) -> None:
+        with session.open() as t0:
+            engine = t0.engine
+            {"pause": engine.pause_trigger, "resume": engine.resume_trigger,
+             "rm": engine.remove_trigger}[verb](name)  # fmt: skip
+        click.echo({"pause": "Paused", "resume": "Resumed", "rm": "Removed"}[verb] + f" {name}.")
+
+    return command
+
+
+_trigger_change("pause", "Stop trigger NAME (events meanwhile are skipped).")
+_trigger_change("resume", "Start trigger NAME again.")
+_trigger_change("rm", "Remove trigger NAME (its invocations stay).")
+
+
+@trigger_group.command("repin")
+@click.argument("name")
+@click.option("--version", type=int, help="The version [default: the function's latest].")
+@pass_session
+def trigger_repin_command(session: Session, name: str, version: int | None) -> None:
+    """Make trigger NAME run another version of its function.
+
+    \b
+    Examples:
+      tier0 trigger repin pdfs
+      tier0 trigger repin pdfs --version 3
+    """
+    with session.open() as t0:
+        info = t0.engine.repin_trigger(name, version)
+    click.echo(f"{name} now runs {info.spec.function} version {info.spec.function_version}.")
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+@click.group("secret")
+def secret_group() -> None:
+    """Secrets functions read as ctx.secrets (values are never shown again).
+
+    \b
+    Examples:
+      printf %s "$TOKEN" | tier0 secret set OPENAI_KEY
+      tier0 secret list
+    """
+
+
+@secret_group.command("set")
+@click.argument("name")
+@click.option("--value", help="The value [default: read from stdin, or asked for].")
+@pass_session
+def secret_set_command(session: Session, name: str, value: str | None) -> None:
+    """Store secret NAME (replacing its value).
+
+    \b
+    Examples:
+      printf %s "$KEY" | tier0 secret set API_KEY
+      tier0 secret set API_KEY --value abc123
+    """
+    if value is None:
+        value = (
+            sys.stdin.read().rstrip("\n") if not sys.stdin.isatty()
+            else click.prompt(f"Value of {name}", hide_input=True)
+        )  # fmt: skip
+    with session.open() as t0:
+        t0.engine.set_secret(name, value)
+    click.echo(f"Stored secret {name}.")
+
+
+@secret_group.command("list")
+@pass_session
+def secret_list_command(session: Session) -> None:
+    """List the secrets' names.
+
+    \b
+    Example:
+      tier0 secret list
+    """
+    with session.open() as t0:
+        for name in t0.engine.secrets():
+            click.echo(name)
+
+
+@secret_group.command("rm")
+@click.argument("name")
+@pass_session
+def secret_rm_command(session: Session, name: str) -> None:
+    """Remove secret NAME.
+
+    \b
+    Example:
+      tier0 secret rm API_KEY
+    """
+    with session.open() as t0:
+        t0.engine.remove_secret(name)
+    click.echo(f"Removed secret {name}.")

@@ -1,0 +1,307 @@
+"""The DataEngine over HTTP: functions, triggers, secrets, invocations and their logs.
+
+Routes (HTTP Basic as every ``/_tier0/`` route; the caller's rights are
+checked by ``t0.engine``, see `tier0.engine._api`)::
+
+    GET    /_tier0/functions                     {"functions": [function, ...]} (latest versions)
+    POST   /_tier0/functions                     deploy: {"name", "handler", limits...,
+                                                 "package"?: base64 zip} -> function (201)
+    GET    /_tier0/functions/{name}              function (?version=N)
+    DELETE /_tier0/functions/{name}              {"removed_versions": n}
+    GET    /_tier0/functions/{name}/logs         {"lines": [...]} (?limit=invocations)
+    GET    /_tier0/triggers                      {"triggers": [trigger, ...]}
+    POST   /_tier0/triggers                      {"name", "function", "bucket"?, "prefix"?,
+                                                 "suffix"?, "events"?, "filter"?, "ordered"?,
+                                                 "function_version"?} -> trigger (201)
+    GET    /_tier0/triggers/{name}               trigger
+    DELETE /_tier0/triggers/{name}               204
+    POST   /_tier0/triggers/{name}/pause|resume  trigger
+    POST   /_tier0/triggers/{name}/repin         {"version"?: n} -> trigger
+    GET    /_tier0/invocations                   {"invocations": [...]}
+                                                 (?function=&trigger=&status=&limit=)
+    GET    /_tier0/invocations/{id}/logs         {"lines": [...]}
+    GET    /_tier0/secrets                       {"secrets": [name, ...]}
+    PUT    /_tier0/secrets/{name}                {"value": "..."} -> 204
+    DELETE /_tier0/secrets/{name}                204
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any, Final
+
+from tier0.engine import FunctionInfo, FunctionSpec, TriggerSpec
+from tier0.engine._api import InvocationRecord, LogLine
+from tier0.engine._dispatch import TriggerInfo
+from tier0.server._app import (
+    PATTERN_ROUTES,
+    PREFIX,
+    App,
+    HTTPError,
+    Request,
+    Response,
+    json_response,
+)
+
+#: A deploy's body: a code package of at most 50 MiB, in base64, and its spec.
+DEPLOY_BODY_BYTES_MAX: Final = 72 * 1024 * 1024
+BODY_BYTES_MAX: Final = 64 * 1024
+_NAME: Final = r"(?P<name>[^/]+)"
+_SPEC_FIELDS: Final = frozenset(
+    {"name", "handler", "timeout_s", "concurrency", "memory_mb", "attempts", "secrets",
+     "environment", "grants"}
+)  # fmt: skip
+_TRIGGER_FIELDS: Final = frozenset(
+    {"name", "function", "function_version", "bucket", "prefix", "suffix", "events", "filter",
+     "ordered"}
+)  # fmt: skip
+
+
+async def _document(app: App, request: Request, *, limit: int = BODY_BYTES_MAX) -> dict[str, Any]:
+    body = await app.read_body(request, limit=limit)
+    try:
+        document = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise HTTPError(400, "InvalidArgument", f"the body is not JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise HTTPError(400, "InvalidArgument", "the body is a JSON object")
+    return document
+
+
+def _fields(document: dict[str, Any], allowed: frozenset[str], *extra: str) -> dict[str, Any]:
+    unknown = set(document) - allowed - set(extra)
+    if unknown:
+        raise HTTPError(
+            400, "InvalidArgument",
+            f"unknown field(s) {', '.join(sorted(unknown))}; the fields are"
+            f" {', '.join(sorted(allowed | set(extra)))}",
+        )  # fmt: skip
+    return {k: v for k, v in document.items() if k in allowed}
+
+
+def _function(info: FunctionInfo) -> dict[str, Any]:
+    return {**info.spec.to_json(), "version": info.version, "package_sha256": info.package_sha256,
+            "principal": info.spec.principal}  # fmt: skip
+
+
+def _trigger(info: TriggerInfo) -> dict[str, Any]:
+    spec = info.spec
+    return {
+        "name": spec.name, "function": spec.function, "function_version": spec.function_version,
+        "bucket": spec.bucket, "prefix": spec.prefix, "suffix": spec.suffix,
+        "events": list(spec.events), "filter": spec.filter, "ordered": spec.ordered,
+        "state": info.state, "after_seq": info.after_seq,
+    }  # fmt: skip
+
+
+def _invocation(r: InvocationRecord) -> dict[str, Any]:
+    return {
+        "id": r.id, "trigger": r.trigger, "function": r.function,
+        "function_version": r.function_version, "seq": r.seq, "status": r.status,
+        "attempts": r.attempts, "created": r.created, "started": r.started, "ended": r.ended,
+        "duration_ms": r.duration_ms, "error": r.error, "idempotency_key": r.idempotency_key,
+        "event": r.event,
+    }  # fmt: skip
+
+
+def _lines(lines: list[LogLine]) -> dict[str, Any]:
+    return {
+        "lines": [
+            {"invocation": x.invocation, "attempt": x.attempt, "time": x.time, "level": x.level,
+             "message": x.message}
+            for x in lines
+        ]
+    }  # fmt: skip
+
+
+def _int(request: Request, name: str, default: int | None = None) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit():
+        raise HTTPError(400, "InvalidArgument", f"{name} is a whole number, not {text!r}")
+    return int(text)
+
+
+# -- functions ----------------------------------------------------------------------------------
+
+
+async def _list_functions(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    functions = await app.run_blocking(lambda: actor.engine.functions())
+    return json_response(200, {"functions": [_function(f) for f in functions]})
+
+
+async def _deploy(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    document = await _document(app, request, limit=DEPLOY_BODY_BYTES_MAX)
+    fields = _fields(document, _SPEC_FIELDS, "package")
+    package = document.get("package")
+    code: bytes | None = None
+    if package is not None:
+        try:
+            code = base64.b64decode(package, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise HTTPError(400, "InvalidArgument", "package is a base64 zip") from None
+    for name in ("secrets", "grants"):
+        if name in fields and isinstance(fields[name], list):
+            fields[name] = tuple(tuple(x) if isinstance(x, list) else x for x in fields[name])
+    try:
+        spec = FunctionSpec(**fields)
+    except TypeError as error:  # a required field is missing
+        raise HTTPError(
+            400, "InvalidArgument", f"a function needs name and handler ({error})"
+        ) from None
+    info = await app.run_blocking(lambda: actor.engine.deploy(spec, package=code))
+    return json_response(201, _function(info))
+
+
+async def _get_function(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    name, version = request.params["name"], _int(request, "version")
+    info = await app.run_blocking(lambda: actor.engine.function(name, version))
+    return json_response(200, _function(info))
+
+
+async def _remove_function(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    name = request.params["name"]
+    removed = await app.run_blocking(lambda: actor.engine.remove_function(name))
+    return json_response(200, {"removed_versions": removed})
+
+
+async def _function_logs(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    name, limit = request.params["name"], _int(request, "limit", 20) or 20
+    lines = await app.run_blocking(lambda: actor.engine.logs(function=name, limit=limit))
+    return json_response(200, _lines(lines))
+
+
+# -- triggers -----------------------------------------------------------------------------------
+
+
+async def _list_triggers(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    triggers = await app.run_blocking(lambda: actor.engine.triggers())
+    return json_response(200, {"triggers": [_trigger(t) for t in triggers]})
+
+
+async def _add_trigger(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    fields = _fields(await _document(app, request), _TRIGGER_FIELDS)
+    if isinstance(fields.get("events"), list):
+        fields["events"] = tuple(fields["events"])
+    try:
+        spec = TriggerSpec(**fields)
+    except TypeError as error:
+        raise HTTPError(
+            400, "InvalidArgument", f"a trigger needs name and function ({error})"
+        ) from None
+    info = await app.run_blocking(lambda: actor.engine.add_trigger(spec))
+    return json_response(201, _trigger(info))
+
+
+async def _get_trigger(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    info = await app.run_blocking(lambda: actor.engine.trigger(request.params["name"]))
+    return json_response(200, _trigger(info))
+
+
+async def _remove_trigger(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    await app.run_blocking(lambda: actor.engine.remove_trigger(request.params["name"]))
+    return Response(204, b"")
+
+
+async def _change_trigger(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    name, verb = request.params["name"], request.params["verb"]
+    engine = actor.engine
+    if verb == "repin":
+        version = (await _document(app, request)).get("version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise HTTPError(400, "InvalidArgument", f"version is a number, not {version!r}")
+        info = await app.run_blocking(lambda: engine.repin_trigger(name, version))
+    else:
+        change = engine.pause_trigger if verb == "pause" else engine.resume_trigger
+        await app.run_blocking(lambda: change(name))
+        info = await app.run_blocking(lambda: engine.trigger(name))
+    return json_response(200, _trigger(info))
+
+
+# -- invocations and secrets --------------------------------------------------------------------
+
+
+async def _invocations(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    unknown = set(request.query) - {"function", "trigger", "status", "limit"}
+    if unknown:
+        raise HTTPError(
+            400, "InvalidArgument",
+            f"unknown parameter(s) {', '.join(sorted(unknown))}; the parameters are function,"
+            " trigger, status, limit",
+        )  # fmt: skip
+    query = request.query
+    records = await app.run_blocking(
+        lambda: actor.engine.invocations(
+            function=query.get("function"), trigger=query.get("trigger"),
+            status=query.get("status"), limit=_int(request, "limit", 100) or 100,
+        )
+    )  # fmt: skip
+    return json_response(200, {"invocations": [_invocation(r) for r in records]})
+
+
+async def _invocation_logs(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    identifier = request.params["id"]
+    lines = await app.run_blocking(lambda: actor.engine.logs(invocation=int(identifier)))
+    return json_response(200, _lines(lines))
+
+
+async def _list_secrets(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    names = await app.run_blocking(lambda: actor.engine.secrets())
+    return json_response(200, {"secrets": names})
+
+
+async def _set_secret(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    value = _fields(await _document(app, request), frozenset({"value"})).get("value")
+    if not isinstance(value, str):
+        raise HTTPError(400, "InvalidArgument", 'the body is {"value": "..."}')
+    await app.run_blocking(lambda: actor.engine.set_secret(request.params["name"], value))
+    return Response(204, b"")
+
+
+async def _remove_secret(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    await app.run_blocking(lambda: actor.engine.remove_secret(request.params["name"]))
+    return Response(204, b"")
+
+
+def _path(pattern: str) -> re.Pattern[str]:
+    return re.compile(re.escape(PREFIX) + pattern)
+
+
+PATTERN_ROUTES.extend(
+    [
+        ("GET", _path("functions"), _list_functions),
+        ("POST", _path("functions"), _deploy),
+        ("GET", _path(f"functions/{_NAME}"), _get_function),
+        ("DELETE", _path(f"functions/{_NAME}"), _remove_function),
+        ("GET", _path(f"functions/{_NAME}/logs"), _function_logs),
+        ("GET", _path("triggers"), _list_triggers),
+        ("POST", _path("triggers"), _add_trigger),
+        ("GET", _path(f"triggers/{_NAME}"), _get_trigger),
+        ("DELETE", _path(f"triggers/{_NAME}"), _remove_trigger),
+        ("POST", _path(f"triggers/{_NAME}/(?P<verb>pause|resume|repin)"), _change_trigger),
+        ("GET", _path("invocations"), _invocations),
+        ("GET", _path(r"invocations/(?P<id>[0-9]{1,18})/logs"), _invocation_logs),
+        ("GET", _path("secrets"), _list_secrets),
+        ("PUT", _path(f"secrets/{_NAME}"), _set_secret),
+        ("DELETE", _path(f"secrets/{_NAME}"), _remove_secret),
+    ]
+)
