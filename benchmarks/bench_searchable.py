@@ -1,9 +1,10 @@
 """Ingest-to-searchable: from a text object's PUT to semantic search returning it.
 
-A trigger on the bucket (``created``) runs the built-in embedding step
-(``t0.index``: reads the event log since its cursor, embeds new elements'
-passages with all-MiniLM-L6-v2 into ``<bucket>/_passages``) on the engine's
-loop (`tier0.engine.EngineLoop`, woken by the commit, nothing polled). The
+A trigger on the bucket (``created``) runs the built-in embedding function
+(`tier0.engine.builtins.embedding`: ``t0.index`` reads the event log since
+its cursor and embeds new elements' passages with all-MiniLM-L6-v2 into
+``<bucket>/_passages``) on one of the engine's worker processes (woken by
+the commit, nothing polled; the model loaded once by the worker's ``init``). The
 writer waits on the event log for the commit of the document's passages
 (blocking, no polling) and then searches for its sentence, which must return it as the nearest element; the
 time from the PUT's start to that answer is the figure. The baseline is the floor of the same work done inline, in the
@@ -53,7 +54,7 @@ def _found(t0: Any, text: str, key: str) -> bool:
 
 
 def run(context: Context) -> Section:
-    from tier0.engine import Dispatcher, EngineLoop, Invocation, Runner, Triggers, TriggerSpec
+    from tier0.engine.builtins import embedding
 
     count = 10 if context.quick else 60
     section = Section(
@@ -61,24 +62,21 @@ def run(context: Context) -> Section:
     )
     with context.scratch("searchable") as directory, open_store(directory) as t0:
         t0.create_bucket(BUCKET)
-        kernel = t0._kernel
-        Triggers(kernel.meta, kernel.committer).create(
-            TriggerSpec("embed", "tier0.index", bucket=BUCKET, events=("created",)),
-            created_by=t0.principal.id,
-        )
-        lock = threading.Lock()  # one embedding pass at a time (the model is shared)
-
-        def embed(invocation: Invocation) -> None:
-            with lock:
-                t0.index(invocation.event.bucket)
-
-        runner = Runner(kernel.meta, kernel.committer, name="bench", resolve=lambda _: embed)
-        loop = EngineLoop(kernel.meta, Dispatcher(kernel.meta, kernel.committer), runner)
+        function, trigger = embedding(BUCKET)
+        t0.engine.deploy(function)
+        t0.engine.add_trigger(trigger)
+        lock = threading.Lock()  # the inline floor's passes, one at a time
         # Warm the model and the caches before measuring.
-        t0.put(BUCKET, "warm.txt", sentence(10_000).encode())
-        t0.index(BUCKET)
+        loop = t0.engine.start(workers=2)
+        cursor = t0.events.latest_seq()
+        t0.put(BUCKET, "warm.txt", sentence(10_000).encode())  # the worker loads the model
+        deadline = time.perf_counter() + 120
+        found = False
+        while not found:
+            found, cursor = _passages_committed(t0, cursor)
+            assert time.perf_counter() < deadline, "the embedding worker did not start"
+        t0.index(BUCKET)  # the inline floor's model, loaded here too
         assert _found(t0, sentence(10_000), "warm.txt")
-        loop.start()
         latencies = []
         try:
             for n in range(count):

@@ -80,7 +80,7 @@ def test_bad_input_is_one_clear_line(data: Path) -> None:
     assert "ACTION=RESOURCE" in said.output
     said = run(data, "trigger", "add", "t", "--function", "missing", expect=1)
     assert "no function 'missing': deploy it first" in said.output
-    run(data, "fn", "deploy", "noop", "tier0.engine.builtins:noop")
+    run(data, "fn", "deploy", "noop", "tier0.engine.builtins.basic:noop")
     said = run(data, "trigger", "add", "t", "--function", "noop", "--filter", "size >", expect=1)
     assert "filter" in said.output.lower()
     said = run(data, "trigger", "add", "t", "--function", "noop", "--event", "Nope", expect=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tier0
 from tier0.engine import FunctionInfo, Functions, FunctionSpec
 
-NOOP = "tier0.engine.builtins:noop"
+NOOP = "tier0.engine.builtins.basic:noop"
 
 
 def deploy(t0: tier0.Tier0, *names: str, handler: str = NOOP) -> list[FunctionInfo]:

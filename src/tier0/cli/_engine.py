@@ -76,7 +76,7 @@ def fn_deploy_command(
     \b
     Examples:
       tier0 fn deploy upper shout:upper --package ./fns --grant 's3:*=/docs/*'
-      tier0 fn deploy embed tier0.engine.builtins:embed --concurrency 1 --memory 2048
+      tier0 fn deploy noop tier0.engine.builtins.basic:noop --concurrency 8
     """
     spec = FunctionSpec(
         name, handler, timeout_s=timeout_s, concurrency=concurrency, memory_mb=memory_mb,
