@@ -49,6 +49,7 @@ BENCHMARKS = {
     "db": "bench_db",
     "analytics": "bench_analytics",
     "searchable": "bench_searchable",
+    "engine": "bench_engine",
     "vectors": "bench_vectors",
 }
 

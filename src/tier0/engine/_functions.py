@@ -356,6 +356,12 @@ class Functions:
             cursor = tx.execute("DELETE FROM t0_functions WHERE name = ?", (name,))
             if not cursor.rowcount:
                 raise NoSuchFunction(f"there is no function named {name!r}")
+            # Its invocations still waiting would never run: they end here, saying why.
+            tx.execute(
+                "UPDATE t0_invocations SET status = 'dead', ended_us = ?, error = ?"
+                " WHERE function_name = ? AND status = 'queued'",
+                (tx.now_us, f"function {name} was removed before it ran", name),
+            )
             return int(cursor.rowcount)
 
         removed: int = self._committer.run(op)

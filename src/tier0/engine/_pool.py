@@ -8,7 +8,8 @@ function version (`tier0.engine._worker`), and reports how each ended
 Limits, all enforced here, in the engine's process:
 
 - a function runs at most ``concurrency`` invocations at once, and holds at
-  most as many more leased and waiting here (`free`): a slow function fills
+  most ``HELD_PER_SLOT - 1`` times as many more leased and waiting here
+  (`free`; one lease, a commit, serves several runs): a slow function fills
   its own slots and is leased no more, while the others carry on;
 - the pool has at most ``workers_max`` processes; a worker idle for another
   function is stopped to make room;
@@ -57,6 +58,9 @@ WORKERS_MAX: Final = 256
 TICK_S: Final = 0.05
 #: How long a worker may take to import its code and run ``init`` before its first run.
 INIT_TIMEOUT_S: Final = 300.0
+#: Invocations held per unit of concurrency: one running, the rest leased and waiting here,
+#: so that a worker never waits on the loop and one lease (a commit) serves several.
+HELD_PER_SLOT: Final = 4
 _PAGE_BYTES: Final = os.sysconf("SC_PAGE_SIZE")
 _log = logging.getLogger(__name__)
 
@@ -123,12 +127,11 @@ class ProcessRuntime:
         with self._lock:
             running = sum(1 for w in self._workers if w.running and w.key[0] == info.name)
             held = running + len(self._waiting[info.name])
-        # Its concurrency runs, and as many wait here, so a worker never waits on the loop.
-        return max(0, 2 * concurrency - held)
+        return max(0, HELD_PER_SLOT * concurrency - held)
 
     def lease_s(self, info: FunctionInfo) -> float:
         """How long to lease ``info``'s invocations: long enough to wait here and run."""
-        return 2 * info.spec.timeout_s + INIT_TIMEOUT_S
+        return HELD_PER_SLOT * info.spec.timeout_s + INIT_TIMEOUT_S
 
     def submit(self, invocations: list[Invocation]) -> None:
         """Run ``invocations`` (leased by the caller) as workers come free."""

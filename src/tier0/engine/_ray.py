@@ -51,6 +51,9 @@ from tier0.errors import InvalidArgument, NoSuchFunction
 
 TICK_S: Final = 0.05
 INIT_TIMEOUT_S: Final = 300.0
+#: Invocations held per unit of concurrency: one running, the rest leased and waiting here,
+#: so that a worker never waits on the loop and one lease (a commit) serves several.
+HELD_PER_SLOT: Final = 4
 _log = logging.getLogger(__name__)
 
 
@@ -228,10 +231,10 @@ class RayRuntime:
         with self._lock:
             running = sum(1 for r in self._runs if r.info.name == info.name)
             held = running + len(self._waiting[info.name])
-        return max(0, 2 * concurrency - held)
+        return max(0, HELD_PER_SLOT * concurrency - held)
 
     def lease_s(self, info: FunctionInfo) -> float:
-        return 2 * info.spec.timeout_s + INIT_TIMEOUT_S
+        return HELD_PER_SLOT * info.spec.timeout_s + INIT_TIMEOUT_S
 
     def submit(self, invocations: list[Invocation]) -> None:
         with self._lock:

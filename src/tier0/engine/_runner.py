@@ -149,17 +149,20 @@ class Runner:
         self._backoff_s = backoff_s
         self._clock = clock
 
-    def ready_functions(self) -> dict[str, int]:
-        """Functions with invocations ready to lease, and how many (at most a batch each)."""
+    def ready_functions(self) -> list[str]:
+        """The deployed functions with invocations ready to lease (one indexed probe each:
+        the cost does not grow with the backlog)."""
         now_us = self._now_us()
         with self._meta.reader() as db:
             rows = db.query_all(
-                "SELECT function_name, count(*) FROM t0_invocations WHERE"
-                " (status = 'queued' AND not_before_us <= ?)"
-                " OR (status = 'running' AND lease_until_us < ?) GROUP BY function_name",
+                "SELECT f.name FROM (SELECT DISTINCT name FROM t0_functions) f WHERE EXISTS"
+                " (SELECT 1 FROM t0_invocations i WHERE i.function_name = f.name"
+                " AND i.status = 'queued' AND i.not_before_us <= ?) OR EXISTS"
+                " (SELECT 1 FROM t0_invocations i WHERE i.function_name = f.name"
+                " AND i.status = 'running' AND i.lease_until_us < ?) ORDER BY f.name",
                 (now_us, now_us),
             )
-        return {row[0]: int(row[1]) for row in rows}
+        return [row[0] for row in rows]
 
     def lease(
         self,
@@ -179,6 +182,12 @@ class Runner:
         attempts_max = attempts_max or self._attempts_max
         ready = (now_us, now_us, attempts_max)
         only, only_args = ("", ()) if function is None else (" AND function_name = ?", (function,))
+        order = (
+            " AND (order_key IS NULL OR NOT EXISTS (SELECT 1 FROM t0_invocations p"
+            " WHERE p.trigger_name = t0_invocations.trigger_name"
+            " AND p.order_key = t0_invocations.order_key AND p.id < t0_invocations.id"
+            " AND p.status IN ('queued', 'running')))"
+        )
 
         def op(tx: WriteTx) -> list[Any]:
             # A runner that died in its last attempt leaves it to the dead letter.
@@ -189,14 +198,29 @@ class Runner:
                 f" WHERE status = 'running' AND lease_until_us < ? AND attempts >= ?{only}",
                 (now_us, now_us, attempts_max, *only_args),
             )
+            # Candidates first, each kind by its index in id order (the backlog is not
+            # sorted whole), then the update, which checks each row again.
+            queued = tx.query_all(
+                f"SELECT id FROM t0_invocations WHERE status = 'queued'{only}"
+                f" AND not_before_us <= ?{order} ORDER BY id LIMIT ?",
+                (*only_args, now_us, limit),
+            )
+            expired = tx.query_all(
+                f"SELECT id FROM t0_invocations WHERE status = 'running'{only}"
+                f" AND lease_until_us < ? AND attempts < ?{order} ORDER BY id LIMIT ?",
+                (*only_args, now_us, attempts_max, limit),
+            )
+            ids = sorted(int(row[0]) for row in (*queued, *expired))[:limit]
+            if not ids:
+                return []
+            marks = ", ".join("?" for _ in ids)
             rows: list[Any] = tx.query_all(
                 "UPDATE t0_invocations SET status = 'running', lease_owner = ?,"
                 " lease_until_us = ?, attempts = attempts + 1, started_us = ?, error = NULL"
-                f" WHERE {_READY}{only} AND id IN (SELECT id FROM t0_invocations WHERE {_READY}"
-                f"{only} ORDER BY id LIMIT ?)"
+                f" WHERE id IN ({marks}) AND {_READY}"
                 " RETURNING id, trigger_name, function_name, function_version, seq, attempts,"
                 " idempotency_key, event",
-                (self.name, until_us, now_us, *ready, *only_args, *ready, *only_args, limit),
+                (self.name, until_us, now_us, *ids, *ready),
             )
             return rows
 

@@ -35,6 +35,7 @@ from tier0.meta import Committer, MetaBackend
 IDLE_S: Final = 1.0
 #: How often leases held by dead processes of this host are looked for.
 RECLAIM_INTERVAL_S: Final = 5.0
+LATEST_TTL_S: Final = 1.0
 _log = logging.getLogger(__name__)
 
 
@@ -80,6 +81,7 @@ class EngineLoop:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tier0-engine", daemon=True)
         self._reclaimed_at = 0.0
+        self._latest_infos: dict[str, tuple[FunctionInfo, float]] = {}
         #: Loop rounds that failed (logged; the loop carries on after ``idle_s``).
         self.failures = 0
 
@@ -123,7 +125,7 @@ class EngineLoop:
         leased = 0
         for name in self.runner.ready_functions():
             try:
-                info = self.functions.get(name)
+                info = self._latest(name)
             except NoSuchFunction as missing:  # removed since: its invocations fail
                 batch = self.runner.lease(100, function=name)
                 self._record([Outcome(invocation, str(missing)) for invocation in batch])
@@ -139,6 +141,17 @@ class EngineLoop:
                     self.runtime.submit(batch)
                     leased += len(batch)
         return bool(dispatched.events_read or leased)
+
+    def _latest(self, name: str) -> FunctionInfo:
+        """The latest version of ``name``, looked up at most every LATEST_TTL_S (its
+        limits decide how much to lease; a new deploy's apply that much later)."""
+        now = time.monotonic()
+        cached = self._latest_infos.get(name)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        info = self.functions.get(name)
+        self._latest_infos[name] = (info, now + LATEST_TTL_S)
+        return info
 
     def _record(self, outcomes: list[Outcome]) -> None:
         self.runner.finish_many(outcomes, attempts_max=self._attempts)

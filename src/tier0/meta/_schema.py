@@ -324,6 +324,8 @@ _TIMESTAMP: Final = {
 _LATE_INDEXES: Final = """
 CREATE INDEX IF NOT EXISTS t0_invocations_order
     ON t0_invocations (trigger_name, order_key, id);
+CREATE INDEX IF NOT EXISTS t0_invocations_function
+    ON t0_invocations (function_name, status, id);
 """
 
 #: What upgrading from each older version runs, before the views are made again
