@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the DataBase loads DuckDB and Arrow: only when first used
 
     from tier0.db import Database, Engine, SchemaSpec, Table
     from tier0.db._semantic import IndexReport, Progress
-    from tier0.engine._api import DataEngine
+    from tier0.engine._api import DataEngine, StreamsAPI
 from tier0.engine import EventLog
 from tier0.errors import MetaError, MetaUnavailable
 from tier0.identity import (
@@ -269,6 +269,16 @@ class Tier0(Store):
             self._kernel, self.principal.id,
             authorize=lambda action, resource: self._authorize(action, resource, owner=None),
             principals=self._owned.principals, data_dir=self._owned.data,
+        )  # fmt: skip
+
+    @property
+    def streams(self) -> StreamsAPI:
+        """Named, retained logs with consumer groups (see `tier0.engine._streams`)."""
+        from tier0.engine._api import StreamsAPI
+
+        return StreamsAPI(
+            self._kernel, self.principal.id,
+            authorize=lambda action, resource: self._authorize(action, resource, owner=None),
         )  # fmt: skip
 
     # -- identity --------------------------------------------------------------------------

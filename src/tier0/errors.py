@@ -55,7 +55,8 @@ missing key is a ``KeyError``, bad input a ``ValueError``, a denied request a
     ├── EngineError                         the event log, functions, triggers, streams
     │   ├── NoSuchFunction (KeyError)       a function (or version) that is not deployed
     │   ├── NoSuchTrigger (KeyError)
-    │   └── NoSuchInvocation (KeyError)
+    │   ├── NoSuchInvocation (KeyError)
+    │   └── NoSuchStream (KeyError)
     └── IdentityError                       principals, credentials, policy
         ├── AccessDenied (PermissionError)
         ├── NoSuchPrincipal (KeyError)
@@ -111,6 +112,7 @@ __all__ = [
     "NoSuchInvocation",
     "NoSuchKey",
     "NoSuchPrincipal",
+    "NoSuchStream",
     "NoSuchTable",
     "NoSuchTagSet",
     "NoSuchTrigger",
@@ -397,6 +399,10 @@ class NoSuchTrigger(EngineError, KeyError):
 
 class NoSuchInvocation(EngineError, KeyError):
     """No invocation has this id."""
+
+
+class NoSuchStream(EngineError, KeyError):
+    """No stream has this name."""
 
 
 class IdentityError(Tier0Error):

@@ -38,7 +38,9 @@ JSON_COLUMNS: Final = frozenset({"metadata", "tags", "detail", "columns", "spec"
 _INTEGER_COLUMNS: Final = frozenset(
     {"size", "stored_bytes", "seq", "is_latest", "is_delete_marker"}
 )
-_ROOT_ONLY: Final = frozenset({"principals", "audit", "triggers", "invocations", "functions"})
+_ROOT_ONLY: Final = frozenset(
+    {"principals", "audit", "triggers", "invocations", "functions", "streams"}
+)
 
 #: The dialect's functions, by sqlglot node, with the name PostgreSQL gives their column.
 _FUNCTIONS: Final[dict[type[exp.Expr], str]] = {

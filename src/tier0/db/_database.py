@@ -98,6 +98,9 @@ _CATALOG_INTEGERS: Final = {
     "triggers": frozenset({"after_seq"}),
     "invocations": frozenset({"id", "function_version", "seq", "attempts", "duration_ms"}),
     "functions": frozenset({"version"}),
+    "streams": frozenset(
+        {"first_offset", "next_offset", "messages", "bytes", "retention_s", "retention_bytes"}
+    ),
 }
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from tier0.engine._dispatch import TriggerInfo, Triggers
 from tier0.engine._functions import FunctionInfo, Functions, FunctionSpec, zip_directory
 from tier0.engine._service import EngineLoop, OnFinished, Runtime
+from tier0.engine._streams import EVENTS, Message, StreamInfo, Streams
 from tier0.engine._triggers import TriggerSpec
 from tier0.errors import InvalidArgument, NoSuchInvocation, NoSuchPrincipal
 from tier0.identity import Principals
@@ -308,3 +309,98 @@ def _where(**conditions: Any) -> tuple[str, tuple[Any, ...]]:
 
 def _time(us: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(us / 1_000_000, tz=dt.UTC)
+
+
+class StreamsAPI:
+    """``t0.streams``: named, retained logs (see `tier0.engine._streams`), as one principal.
+
+    Rights, on ``/streams/<name>``: ``tier0:CreateStream``, ``tier0:DeleteStream``,
+    ``tier0:AppendStream`` (produce), ``tier0:ReadStream`` (consume, commit, seek);
+    ``tier0:ListStreams`` on ``/streams``. The built-in ``events`` stream needs what
+    ``t0.events`` needs (``tier0:ReadEvents`` on ``/events``).
+    """
+
+    def __init__(
+        self, kernel: Kernel, principal_id: str, *, authorize: Callable[[str, str], object]
+    ) -> None:
+        self._authorize = authorize
+        self._principal_id = principal_id
+        self._streams = Streams(kernel.meta, kernel.committer)
+
+    def create(
+        self, name: str, *, retention_s: float | None = 7 * 86_400,
+        retention_bytes: int | None = None, exist_ok: bool = False,
+    ) -> StreamInfo:  # fmt: skip
+        """Make stream ``name``: messages kept ``retention_s`` (None: for good), at most
+        ``retention_bytes`` in all (None: no bound)."""
+        self._authorize("tier0:CreateStream", f"/streams/{name}")
+        return self._streams.create(
+            name, retention_s=retention_s, retention_bytes=retention_bytes,
+            created_by=self._principal_id, exist_ok=exist_ok,
+        )  # fmt: skip
+
+    def all(self) -> list[StreamInfo]:
+        self._authorize("tier0:ListStreams", "/streams")
+        return self._streams.all()
+
+    def info(self, name: str) -> StreamInfo:
+        self._read(name)
+        return self._streams.get(name)
+
+    def remove(self, name: str) -> None:
+        self._authorize("tier0:DeleteStream", f"/streams/{name}")
+        self._streams.remove(name)
+
+    def append(
+        self, name: str, value: bytes | str, *, key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> int:  # fmt: skip
+        """Append one message (text is stored as UTF-8); its offset."""
+        return self.append_many(name, [(value, key, headers)])[0]
+
+    def append_many(
+        self, name: str, messages: list[tuple[bytes | str, str | None, dict[str, str] | None]]
+    ) -> list[int]:
+        """Append ``(value, key, headers)`` messages in one transaction; their offsets."""
+        self._authorize("tier0:AppendStream", f"/streams/{name}")
+        encoded = [
+            (value.encode() if isinstance(value, str) else value, key, headers)
+            for value, key, headers in messages
+        ]
+        return self._streams.append_many(name, encoded, producer=self._principal_id)
+
+    def read(
+        self, name: str, *, group: str | None = None, after: int | None = None,
+        since: dt.datetime | None = None, limit: int = 100, wait_s: float = 0.0,
+    ) -> list[Message]:  # fmt: skip
+        """Up to ``limit`` messages: from ``group``'s committed offset (then `commit`),
+        after offset ``after``, from time ``since``, or from the oldest retained; waiting
+        up to ``wait_s`` for some."""
+        self._read(name)
+        if wait_s > 0 and since is None:
+            return self._streams.wait(name, timeout_s=wait_s, after=after, group=group, limit=limit)
+        return self._streams.read(name, group=group, after=after, since=since, limit=limit)
+
+    def commit(self, name: str, group: str, offset: int) -> None:
+        """``group`` handled everything before ``offset`` (the last message's offset + 1)."""
+        self._read(name)
+        self._streams.commit(name, group, offset)
+
+    def seek(
+        self, name: str, group: str, *, offset: int | None = None,
+        since: dt.datetime | None = None,
+    ) -> int:  # fmt: skip
+        """Replay: ``group`` reads next from ``offset``, or from time ``since``."""
+        self._read(name)
+        return self._streams.seek(name, group, offset=offset, since=since)
+
+    def groups(self, name: str) -> dict[str, int]:
+        """Consumer groups of ``name`` and their committed offsets."""
+        self._read(name)
+        return self._streams.groups(name)
+
+    def _read(self, name: str) -> None:
+        if name == EVENTS:
+            self._authorize("tier0:ReadEvents", "/events")
+        else:
+            self._authorize("tier0:ReadStream", f"/streams/{name}")

@@ -24,8 +24,9 @@ from typing import Any, Final
 
 from tier0.engine._events import Event
 from tier0.engine._runner import event_document
+from tier0.engine._streams import DEAD_LETTER, EVENTS, read_in
 from tier0.engine._triggers import TriggerSpec
-from tier0.errors import InvalidArgument, NoSuchFunction, NoSuchTrigger
+from tier0.errors import InvalidArgument, NoSuchFunction, NoSuchStream, NoSuchTrigger
 from tier0.meta import Committer, MetaBackend, WriteTx, dump_json, load_json
 
 CURSOR: Final = "engine.dispatch"
@@ -73,6 +74,8 @@ class Triggers:
             pinned = replace(
                 spec, function_version=_version(tx, spec.function, spec.function_version)
             )
+            if spec.stream is not None:
+                _start_group(tx, spec)
             tx.execute(
                 "INSERT INTO t0_triggers (name, spec, state, after_seq, created_us, created_by)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -125,7 +128,11 @@ class Triggers:
         self._set_state(name, ACTIVE)
 
     def remove(self, name: str) -> None:
-        self._change(name, lambda tx: tx.execute("DELETE FROM t0_triggers WHERE name = ?", (name,)))
+        def drop(tx: WriteTx) -> None:
+            tx.execute("DELETE FROM t0_triggers WHERE name = ?", (name,))
+            tx.execute("DELETE FROM t0_stream_groups WHERE group_name = ?", (_group(name),))
+
+        self._change(name, drop)
 
     def _set_state(self, name: str, state: str) -> None:
         self._change(
@@ -156,6 +163,13 @@ class Dispatcher:
         return self._committer.run(lambda tx: self._dispatch(tx, events_max))
 
     def _dispatch(self, tx: WriteTx, events_max: int) -> DispatchReport:
+        messages, made = _dispatch_streams(tx, events_max)
+        report = self._dispatch_events(tx, events_max)
+        return DispatchReport(
+            report.events_read + messages, report.invocations_made + made, report.cursor
+        )
+
+    def _dispatch_events(self, tx: WriteTx, events_max: int) -> DispatchReport:
         row = tx.query_one("SELECT seq FROM t0_cursors WHERE name = ?", (CURSOR,))
         cursor = int(row[0]) if row else 0
         events = tx.query_all(
@@ -166,10 +180,11 @@ class Dispatcher:
         if not events:
             return DispatchReport(0, 0, cursor)
         triggers = [
-            (_spec(load_json(r[0])), int(r[1]))
+            (spec, int(r[1]))
             for r in tx.query_all(
                 "SELECT spec, after_seq FROM t0_triggers WHERE state = ?", (ACTIVE,)
             )
+            if (spec := _spec(load_json(r[0]))).stream is None
         ]
         made = 0
         for row in events:
@@ -198,7 +213,9 @@ class Dispatcher:
         return DispatchReport(len(events), made, last)
 
 
-def _queue(tx: WriteTx, spec: TriggerSpec, seq: int, event: str, key: str) -> int:
+def _queue(
+    tx: WriteTx, spec: TriggerSpec, seq: int, event: str, key: str, idempotency: str | None = None
+) -> int:
     """Queue ``spec``'s invocation for event ``seq``; 0 if it exists (another
     dispatcher on the same database made it first)."""
     made = tx.query_one(
@@ -206,10 +223,62 @@ def _queue(tx: WriteTx, spec: TriggerSpec, seq: int, event: str, key: str) -> in
         " function_version, seq, status, attempts, not_before_us, created_us, event, order_key)"
         " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)"
         " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-        (f"{seq}:{spec.name}", spec.name, spec.function, spec.function_version, seq, QUEUED,
-         tx.now_us, tx.now_us, event, key if spec.ordered else None),
+        (idempotency or f"{seq}:{spec.name}", spec.name, spec.function, spec.function_version,
+         seq, QUEUED, tx.now_us, tx.now_us, event, key if spec.ordered else None),
     )  # fmt: skip
     return 0 if made is None else 1
+
+
+def _group(trigger: str) -> str:
+    """The consumer group through which a stream trigger reads its stream."""
+    return f"trigger.{trigger}"
+
+
+def _start_group(tx: WriteTx, spec: TriggerSpec) -> None:
+    """A stream trigger fires for messages after it was made: its group starts at the end."""
+    assert spec.stream is not None
+    if spec.stream == EVENTS:
+        end = int(tx.query_one("SELECT value FROM t0_counters WHERE name = 'seq'")[0]) + 1
+    else:
+        row = tx.query_one("SELECT next_offset FROM t0_streams WHERE name = ?", (spec.stream,))
+        if row is None and spec.stream != DEAD_LETTER:
+            raise NoSuchStream(f"there is no stream named {spec.stream!r}: create it first")
+        end = int(row[0]) if row else 0
+    tx.execute(
+        "INSERT INTO t0_stream_groups (stream, group_name, committed, updated_us)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (stream, group_name) DO UPDATE"
+        " SET committed = excluded.committed, updated_us = excluded.updated_us",
+        (spec.stream, _group(spec.name), end, tx.now_us),
+    )
+
+
+def _dispatch_streams(tx: WriteTx, messages_max: int) -> tuple[int, int]:
+    """Invocations for the new messages of streams that active triggers read: (messages
+    read, invocations made). Each trigger's group moves past what it read, in ``tx``."""
+    rows = tx.query_all(
+        "SELECT t.spec, g.committed FROM t0_triggers t JOIN t0_stream_groups g"
+        " ON g.group_name = 'trigger.' || t.name JOIN t0_streams s ON s.name = g.stream"
+        " WHERE t.state = ? AND g.committed < s.next_offset",
+        (ACTIVE,),
+    )
+    read = made = 0
+    for spec_json, committed in rows:
+        spec = _spec(load_json(spec_json))
+        assert spec.stream is not None
+        messages = read_in(tx, spec.stream, int(committed), messages_max)
+        for message in messages:
+            made += _queue(
+                tx, spec, 0, dump_json(message.to_json()), f"{spec.stream}/{message.key}",
+                idempotency=f"{spec.stream}:{message.offset}:{spec.name}",
+            )  # fmt: skip
+        if messages:
+            read += len(messages)
+            tx.execute(
+                "UPDATE t0_stream_groups SET committed = ?, updated_us = ?"
+                " WHERE stream = ? AND group_name = ?",
+                (messages[-1].offset + 1, tx.now_us, spec.stream, _group(spec.name)),
+            )
+    return read, made
 
 
 def _version(tx: WriteTx, function: str, version: int | None) -> int:
@@ -259,6 +328,7 @@ def _spec_json(spec: TriggerSpec) -> dict[str, Any]:
         "name": spec.name, "function": spec.function, "function_version": spec.function_version,
         "bucket": spec.bucket, "prefix": spec.prefix, "suffix": spec.suffix,
         "events": list(spec.events), "filter": spec.filter, "ordered": spec.ordered,
+        "stream": spec.stream,
     }  # fmt: skip
 
 
@@ -268,5 +338,5 @@ def _spec(document: Any) -> TriggerSpec:
         prefix=document["prefix"], suffix=document["suffix"],
         events=tuple(document["events"]), filter=document["filter"],
         function_version=document.get("function_version"),
-        ordered=bool(document.get("ordered", False)),
+        ordered=bool(document.get("ordered", False)), stream=document.get("stream"),
     )  # fmt: skip

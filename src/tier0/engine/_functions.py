@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from tier0.engine._runner import DEAD_COLUMNS, dead_letter
 from tier0.errors import InvalidArgument, NoSuchFunction
 from tier0.meta import Committer, MetaBackend, WriteTx, dump_json, load_json
 
@@ -357,11 +358,11 @@ class Functions:
             if not cursor.rowcount:
                 raise NoSuchFunction(f"there is no function named {name!r}")
             # Its invocations still waiting would never run: they end here, saying why.
-            tx.execute(
+            dead_letter(tx, tx.query_all(
                 "UPDATE t0_invocations SET status = 'dead', ended_us = ?, error = ?"
-                " WHERE function_name = ? AND status = 'queued'",
+                f" WHERE function_name = ? AND status = 'queued' RETURNING {DEAD_COLUMNS}",
                 (tx.now_us, f"function {name} was removed before it ran", name),
-            )
+            ))  # fmt: skip
             return int(cursor.rowcount)
 
         removed: int = self._committer.run(op)

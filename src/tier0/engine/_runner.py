@@ -191,13 +191,14 @@ class Runner:
 
         def op(tx: WriteTx) -> list[Any]:
             # A runner that died in its last attempt leaves it to the dead letter.
-            tx.execute(
+            dead_letter(tx, tx.query_all(
                 "UPDATE t0_invocations SET status = 'dead', ended_us = ?, lease_owner = NULL,"
                 " error = coalesce(error, 'its runner stopped answering (the lease expired)')"
                 " || ' in the last attempt'"
-                f" WHERE status = 'running' AND lease_until_us < ? AND attempts >= ?{only}",
+                f" WHERE status = 'running' AND lease_until_us < ? AND attempts >= ?{only}"
+                f" RETURNING {DEAD_COLUMNS}",
                 (now_us, now_us, attempts_max, *only_args),
-            )
+            ))  # fmt: skip
             # Candidates first, each kind by its index in id order (the backlog is not
             # sorted whole), then the update, which checks each row again.
             queued = tx.query_all(
@@ -261,6 +262,7 @@ class Runner:
 
         def op(tx: WriteTx) -> list[str]:
             statuses = []
+            dead: list[Any] = []
             for outcome, status, not_before_us, lines in plans:
                 invocation = outcome.invocation
                 logs = None
@@ -276,11 +278,14 @@ class Runner:
                     " error = ?, lease_owner = NULL, lease_until_us = NULL,"
                     " logs = coalesce(?, logs)"
                     " WHERE id = ? AND status = 'running' AND lease_owner = ? AND attempts = ?"
-                    " RETURNING id",
+                    f" RETURNING {DEAD_COLUMNS}",
                     (status, not_before_us, now_us, None if error is None else
                      error[:ERROR_CHARS_MAX], logs, invocation.id, self.name, invocation.attempt),
                 )  # fmt: skip
+                if row is not None and status == DEAD:
+                    dead.append(row)
                 statuses.append(status if row is not None else LOST)
+            dead_letter(tx, dead)
             return statuses
 
         return self._committer.run(op) if plans else []
@@ -344,6 +349,30 @@ class Runner:
 
     def _now_us(self) -> int:
         return int(self._clock() * 1e6)
+
+
+#: What `dead_letter` needs of an invocation row (an UPDATE's RETURNING list).
+DEAD_COLUMNS: Final = (
+    "id, trigger_name, function_name, function_version, idempotency_key, attempts, error, event"
+)
+
+
+def dead_letter(tx: WriteTx, rows: Sequence[Sequence[Any]]) -> None:
+    """Append the invocations ``rows`` (`DEAD_COLUMNS`), which ran out of tries, to the
+    dead-letter stream: one message each, keyed by trigger, in ``tx``."""
+    if not rows:
+        return
+    from tier0.engine._streams import DEAD_LETTER, append_in
+
+    messages = []
+    for r in rows:
+        document = {
+            "invocation": int(r[0]), "trigger": r[1], "function": r[2],
+            "function_version": r[3], "idempotency_key": r[4], "attempts": int(r[5]),
+            "error": r[6], "event": load_json(r[7]) if r[7] else None,
+        }  # fmt: skip
+        messages.append((dump_json(document).encode(), r[1], None))
+    append_in(tx, DEAD_LETTER, messages, producer="tier0.engine")
 
 
 def describe(failure: BaseException) -> str:

@@ -59,6 +59,8 @@ class TriggerSpec:
     function_version: int | None = None
     #: Run the events of one key one at a time, in the order they happened.
     ordered: bool = False
+    #: A stream whose messages run the function (instead of the event log's events).
+    stream: str | None = None
     _predicate: Predicate | None = field(default=None, repr=False, compare=False)
     _types: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
@@ -82,7 +84,8 @@ class TriggerSpec:
         if not events or len(events) > EVENT_PATTERNS_MAX:
             raise InvalidArgument(f"a trigger matches 1..{EVENT_PATTERNS_MAX} event patterns")
         object.__setattr__(self, "events", events)
-        object.__setattr__(self, "_types", frozenset(t for p in events for t in _expand(p)))
+        if self.stream is None:
+            object.__setattr__(self, "_types", frozenset(t for p in events for t in _expand(p)))
         if self.filter is not None:
             object.__setattr__(self, "_predicate", compile_filter(self.filter))
         if self.function_version is not None and (
@@ -95,6 +98,22 @@ class TriggerSpec:
             )
         if not isinstance(self.ordered, bool):
             raise InvalidArgument(f"ordered is True or False, not {self.ordered!r}")
+        if self.stream is not None:
+            from tier0.engine._streams import check_stream_name
+
+            check_stream_name(self.stream)
+            if self.stream == "events":
+                raise InvalidArgument(
+                    "the events stream is the event log: trigger on it without a stream"
+                    " (events=('*',) for every event)"
+                )
+            if self.bucket is not None or self.prefix or self.suffix or self.filter is not None:
+                raise InvalidArgument(
+                    "a stream trigger runs for every message of its stream: it takes no"
+                    " bucket, prefix, suffix or filter"
+                )
+            object.__setattr__(self, "events", ("StreamMessage",))
+            object.__setattr__(self, "_types", frozenset())
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """Whether ``event`` (its facts: ``type``, ``bucket``, ``key``, and what the

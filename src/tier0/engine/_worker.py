@@ -16,6 +16,7 @@ running functions that nobody will record.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import importlib
@@ -95,6 +96,10 @@ def run(
 ) -> str | None:
     """Run one invocation; its error (None on success)."""
     invocation_id, attempt, key, timeout_s = call
+    if isinstance(event, dict) and "value_b64" in event:  # a stream message: its value as bytes
+        value = base64.b64decode(event["value_b64"])
+        event = {k: v for k, v in event.items() if k != "value_b64"}
+        event["value"] = value
     ctx.begin(invocation_id, attempt, key, timeout_s)
     try:
         with _captured(sink):

@@ -292,6 +292,33 @@ CREATE TABLE IF NOT EXISTS t0_functions (
     created_by {text} NOT NULL,
     PRIMARY KEY (name, version)
 );
+CREATE TABLE IF NOT EXISTS t0_streams (
+    name {text} PRIMARY KEY,
+    retention_s BIGINT,
+    retention_bytes BIGINT,
+    first_offset BIGINT NOT NULL,
+    next_offset BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    created_us BIGINT NOT NULL,
+    created_by {text} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS t0_stream_messages (
+    stream {text} NOT NULL,
+    msg_offset BIGINT NOT NULL,
+    time_us BIGINT NOT NULL,
+    key {text},
+    value {blob} NOT NULL,
+    headers {json},
+    producer {text} NOT NULL,
+    PRIMARY KEY (stream, msg_offset)
+);
+CREATE TABLE IF NOT EXISTS t0_stream_groups (
+    stream {text} NOT NULL,
+    group_name {text} NOT NULL,
+    committed BIGINT NOT NULL,
+    updated_us BIGINT NOT NULL,
+    PRIMARY KEY (stream, group_name)
+);
 CREATE TABLE IF NOT EXISTS t0_secrets (
     name {text} PRIMARY KEY,
     value {text} NOT NULL,
@@ -376,6 +403,10 @@ CREATE VIEW invocations AS
            {ts(started_us)} AS started, {ts(ended_us)} AS ended,
            (ended_us - started_us) / 1000 AS duration_ms, error, event, logs
     FROM t0_invocations;
+CREATE VIEW streams AS
+    SELECT name, first_offset, next_offset, next_offset - first_offset AS messages, bytes,
+           retention_s, retention_bytes, {ts(created_us)} AS created, created_by
+    FROM t0_streams;
 CREATE VIEW functions AS
     SELECT name, version, spec, package_sha256, {ts(created_us)} AS created, created_by
     FROM t0_functions;
@@ -400,6 +431,7 @@ CATALOG_VIEWS: Final = (
     "triggers",
     "invocations",
     "functions",
+    "streams",
 )
 
 

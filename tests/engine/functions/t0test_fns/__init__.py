@@ -68,3 +68,9 @@ def once(ctx: Any, event: dict[str, Any]) -> None:
                        if_none_match="*")  # fmt: skip
     except PreconditionFailed:
         ctx.log.info("already done by an earlier attempt")
+
+
+def record(ctx: Any, event: dict[str, Any]) -> None:
+    """A stream message becomes ``seen/<stream>/<offset>`` holding its value."""
+    ctx.client.put("docs", f"seen/{event['stream']}/{event['offset']}", event["value"],
+                   metadata={"key": event["key"] or ""})  # fmt: skip
