@@ -86,3 +86,30 @@ def test_bad_input_is_one_clear_line(data: Path) -> None:
     said = run(data, "trigger", "add", "t", "--function", "noop", "--event", "Nope", expect=1)
     assert "no event type matches 'Nope'" in said.output
     assert "name a function" in run(data, "fn", "logs", expect=2).output
+
+
+def test_streams_from_the_command_line(data: Path) -> None:
+    assert (
+        "Created stream orders"
+        in run(data, "stream", "create", "orders", "--retention", "1d").output
+    )
+    assert run(data, "stream", "append", "orders", "hello", "--key", "k").output.strip() == "0"
+    assert (
+        run(data, "stream", "append", "orders", "--lines", input="a\nb\n").output.strip() == "1..2"
+    )
+    lines = run(data, "stream", "read", "orders", "--group", "g", "--commit", "-n", "2").output
+    first = [json.loads(line) for line in lines.splitlines()]
+    assert [(m["offset"], m["value"], m["key"]) for m in first] == [
+        (0, "hello", "k"),
+        (1, "a", None),
+    ]
+    rest = run(data, "stream", "read", "orders", "--group", "g", "--commit").output.splitlines()
+    assert [json.loads(line)["value"] for line in rest] == ["b"]
+    groups = run(data, "stream", "groups", "orders").output
+    assert "g" in groups and "3" in groups
+    assert "from offset 1" in run(data, "stream", "seek", "orders", "g", "--offset", "1").output
+    listed = run(data, "stream", "list").output
+    assert "orders" in listed and "86400 s" in listed
+    said = run(data, "stream", "create", "x", "--retention", "soon", expect=2)
+    assert "duration like" in said.output
+    assert "Removed stream orders" in run(data, "stream", "rm", "orders").output

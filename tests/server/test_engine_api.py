@@ -117,3 +117,36 @@ async def test_errors_are_json_with_the_tables_status(
         "/_tier0/invocations", auth=(credential.access_key, credential.secret_key)
     )
     assert denied.status_code == 403 and denied.json()["error"]["type"] == "AccessDenied"
+
+
+@pytest.mark.anyio
+async def test_streams_over_http_with_a_long_poll(client: httpx.AsyncClient) -> None:
+    made = _ok(await client.post("/_tier0/streams", json={"name": "orders"}), 201)
+    assert (made["next_offset"], made["retention_s"]) == (0, 7 * 86_400)
+    appended = _ok(await client.post("/_tier0/streams/orders/messages", json={"messages": [
+        {"value": "one", "key": "a"}, {"value_b64": base64.b64encode(b"\xff\x00").decode()},
+    ]}))  # fmt: skip
+    assert appended == {"offsets": [0, 1]}
+    read = _ok(await client.get("/_tier0/streams/orders/messages?group=g"))
+    assert [m.get("value", m.get("value_b64")) for m in read["messages"]] == ["one", "/wA="]
+    assert read["next_after"] == 1
+    _ok(await client.post("/_tier0/streams/orders/groups/g/commit", json={"offset": 2}))
+    assert _ok(await client.get("/_tier0/streams/orders"))["groups"] == {"g": 2}
+
+    async def append_later() -> None:
+        await asyncio.sleep(0.3)
+        await client.post("/_tier0/streams/orders/messages", json={"messages": [{"value": "3"}]})
+
+    later = asyncio.ensure_future(append_later())
+    started = time.monotonic()
+    polled = _ok(await client.get("/_tier0/streams/orders/messages?group=g&wait_s=10"))
+    await later
+    assert [m["value"] for m in polled["messages"]] == ["3"] and time.monotonic() - started < 5
+    seek = _ok(await client.post("/_tier0/streams/orders/groups/g/seek", json={"offset": 0}))
+    assert seek["committed"] == 0
+    bad = await client.post("/_tier0/streams/orders/messages", json={"messages": [{"key": "x"}]})
+    assert bad.status_code == 400 and "value" in bad.json()["error"]["message"]
+    missing = await client.get("/_tier0/streams/none/messages")
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "NoSuchStream"
+    _ok(await client.delete("/_tier0/streams/orders"), 204)
+    assert _ok(await client.get("/_tier0/streams")) == {"streams": []}

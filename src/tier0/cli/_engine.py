@@ -228,22 +228,27 @@ def trigger_group() -> None:
               help="A SQL condition on the event and the element: size, content_type, "
               "metadata['x'], tags['x'], key, principal, ...")  # fmt: skip
 @click.option("--ordered", is_flag=True, help="Run each key's events one at a time, in order.")
+@click.option("--stream", help="Run for every message of this stream instead of events.")
 @pass_session
 def trigger_add_command(
     session: Session, name: str, function: str, version: int | None, bucket: str | None,
     prefix: str, suffix: str, events: tuple[str, ...], filter_: str | None, ordered: bool,
+    stream: str | None,
 ) -> None:  # fmt: skip
-    """Add trigger NAME: run --function for every matching event from now on.
+    """Add trigger NAME: run --function for every matching event (or message of --stream)
+    from now on.
 
     \b
     Examples:
       tier0 trigger add pdfs --function extract --bucket docs --prefix raw/ --suffix .pdf
       tier0 trigger add gone --function cleanup --event removed --ordered
       tier0 trigger add en --function embed --filter "metadata['lang'] = 'en'"
+      tier0 trigger add bill --function invoice --stream orders --ordered
     """
     spec = TriggerSpec(
         name, function, bucket=bucket, prefix=prefix, suffix=suffix,
         events=events or ("created",), filter=filter_, function_version=version, ordered=ordered,
+        stream=stream,
     )  # fmt: skip
     with session.open() as t0:
         info = t0.engine.add_trigger(spec)
@@ -375,3 +380,213 @@ def secret_rm_command(session: Session, name: str) -> None:
     with session.open() as t0:
         t0.engine.remove_secret(name)
     click.echo(f"Removed secret {name}.")
+
+
+# -- streams ----------------------------------------------------------------------------------
+
+
+@click.group("stream")
+def stream_group() -> None:
+    """Named, retained logs: append messages, read them with consumer groups.
+
+    Built in: `events` (every element event, read-only) and `dead-letter`
+    (invocations that ran out of tries, with their errors).
+
+    \b
+    Examples:
+      tier0 stream create orders --retention 7d
+      echo '{"id": 1}' | tier0 stream append orders --key customer-7
+      tier0 stream read orders --group billing --commit
+      tier0 stream read events --follow
+    """
+
+
+_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _duration_s(text: str) -> int | None:
+    if text in ("forever", "none"):
+        return None
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS_S else (text, "s")
+    if not number.isdigit():
+        raise click.BadParameter(f"{text!r}: write a duration like 30s, 15m, 12h, 7d or forever")
+    return int(number) * _UNITS_S[unit]
+
+
+@stream_group.command("create")
+@click.argument("name")
+@click.option("--retention", default="7d", show_default=True,
+              help="How long messages are kept: 30s, 15m, 12h, 7d, or forever.")  # fmt: skip
+@click.option("--retention-bytes", type=int, help="At most this many bytes kept (oldest go).")
+@pass_session
+def stream_create_command(
+    session: Session, name: str, retention: str, retention_bytes: int | None
+) -> None:
+    """Create stream NAME.
+
+    \b
+    Example:
+      tier0 stream create orders --retention 30d --retention-bytes 10000000000
+    """
+    with session.open() as t0:
+        t0.streams.create(name, retention_s=_duration_s(retention), retention_bytes=retention_bytes)
+    click.echo(f"Created stream {name}.")
+
+
+@stream_group.command("list")
+@pass_session
+def stream_list_command(session: Session) -> None:
+    """List streams: offsets, size, retention.
+
+    \b
+    Example:
+      tier0 stream list
+    """
+    with session.open() as t0:
+        streams = t0.streams.all()
+    table = Table("name", "first offset", "next offset", "messages", "bytes", "retention")
+    for info in streams:
+        kept = "forever" if info.retention_s is None else f"{info.retention_s} s"
+        if info.retention_bytes is not None:
+            kept += f", {info.retention_bytes} B"
+        table.add_row(
+            escape(info.name), str(info.first_offset), str(info.next_offset),
+            str(info.messages), str(info.bytes), kept,
+        )  # fmt: skip
+    print_table(table)
+
+
+@stream_group.command("append")
+@click.argument("name")
+@click.argument("value", required=False)
+@click.option("--key", help="The message's key.")
+@click.option("--lines", is_flag=True, help="Each line of stdin is a message (one transaction).")
+@pass_session
+def stream_append_command(
+    session: Session, name: str, value: str | None, key: str | None, lines: bool
+) -> None:
+    """Append VALUE (or stdin) to stream NAME; print the offset(s).
+
+    \b
+    Examples:
+      tier0 stream append orders '{"id": 1}' --key customer-7
+      cat events.jsonl | tier0 stream append orders --lines
+    """
+    data = value.encode() if value is not None else sys.stdin.buffer.read()
+    messages = [(line, key, None) for line in data.splitlines() if line] if lines else [
+        (data, key, None)
+    ]  # fmt: skip
+    if not messages:
+        raise click.UsageError("nothing to append: stdin was empty")
+    with session.open() as t0:
+        offsets = t0.streams.append_many(name, messages)  # type: ignore[arg-type]
+    click.echo(f"{offsets[0]}" if len(offsets) == 1 else f"{offsets[0]}..{offsets[-1]}")
+
+
+@stream_group.command("read")
+@click.argument("name")
+@click.option("--group", help="Read from this consumer group's committed offset.")
+@click.option("--commit", is_flag=True, help="With --group: commit what was printed.")
+@click.option("--after", type=int, help="Read after this offset.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+              help="Read from this UTC time.")  # fmt: skip
+@click.option("-n", "--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--follow", is_flag=True, help="Keep waiting for new messages (Ctrl-C stops).")
+@pass_session
+def stream_read_command(
+    session: Session, name: str, group: str | None, commit: bool, after: int | None,
+    since: Any, limit: int, follow: bool,
+) -> None:  # fmt: skip
+    """Print messages of stream NAME as JSON lines (offset, time, key, value).
+
+    \b
+    Examples:
+      tier0 stream read orders --group billing --commit
+      tier0 stream read orders --since 2026-11-30T12:00:00
+      tier0 stream read events --follow
+    """
+    import datetime as dt
+
+    if commit and group is None:
+        raise click.UsageError("--commit needs --group")
+    moment = None if since is None else since.replace(tzinfo=dt.UTC)
+    with session.open() as t0:
+        streams = t0.streams
+        while True:
+            messages = streams.read(
+                name, group=group, after=after if group is None else None,
+                since=moment, limit=limit, wait_s=30.0 if follow else 0.0,
+            )  # fmt: skip
+            moment = None
+            for message in messages:
+                text = message.value.decode("utf-8", errors="replace")
+                click.echo(json.dumps({
+                    "offset": message.offset, "time": message.time.isoformat(),
+                    "key": message.key, "value": text, **(
+                        {"headers": message.headers} if message.headers else {}),
+                }, ensure_ascii=False))  # fmt: skip
+            if messages:
+                after = messages[-1].offset
+                if commit and group is not None:
+                    streams.commit(name, group, after + 1)
+            if not follow:
+                return
+
+
+@stream_group.command("groups")
+@click.argument("name")
+@pass_session
+def stream_groups_command(session: Session, name: str) -> None:
+    """Consumer groups of stream NAME, their committed offsets and lag.
+
+    \b
+    Example:
+      tier0 stream groups orders
+    """
+    with session.open() as t0:
+        groups = t0.streams.groups(name)
+        end = t0.streams.info(name).next_offset
+    table = Table("group", "committed", "lag")
+    for group, committed in groups.items():
+        table.add_row(escape(group), str(committed), str(end - committed))
+    print_table(table)
+
+
+@stream_group.command("seek")
+@click.argument("name")
+@click.argument("group")
+@click.option("--offset", type=int, help="Read next from this offset.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+              help="Read next from this UTC time.")  # fmt: skip
+@pass_session
+def stream_seek_command(
+    session: Session, name: str, group: str, offset: int | None, since: Any
+) -> None:
+    """Replay: make GROUP read stream NAME from an offset or a time.
+
+    \b
+    Examples:
+      tier0 stream seek orders billing --offset 0
+      tier0 stream seek orders billing --since 2026-11-30
+    """
+    import datetime as dt
+
+    moment = None if since is None else since.replace(tzinfo=dt.UTC)
+    with session.open() as t0:
+        at = t0.streams.seek(name, group, offset=offset, since=moment)
+    click.echo(f"{group} reads {name} from offset {at}.")
+
+
+@stream_group.command("rm")
+@click.argument("name")
+@pass_session
+def stream_rm_command(session: Session, name: str) -> None:
+    """Remove stream NAME with its messages and groups.
+
+    \b
+    Example:
+      tier0 stream rm orders
+    """
+    with session.open() as t0:
+        t0.streams.remove(name)
+    click.echo(f"Removed stream {name}.")

@@ -61,6 +61,7 @@ from tier0.errors import (
     NoSuchInvocation,
     NoSuchKey,
     NoSuchPrincipal,
+    NoSuchStream,
     NoSuchTable,
     NoSuchTrigger,
     PreconditionFailed,
@@ -130,6 +131,7 @@ _STATUS_BY_ERROR: Final[dict[type, int]] = {
     NoSuchFunction: 404,
     NoSuchTrigger: 404,
     NoSuchInvocation: 404,
+    NoSuchStream: 404,
     BucketAlreadyExists: 409,
     TableAlreadyExists: 409,
     TableConflict: 409,
@@ -402,6 +404,16 @@ class App:
 
         Returns early when the client hangs up or the server shuts down.
         """
+        return await self.long_poll(
+            request, lambda slice_s: log.wait(after, timeout_s=slice_s, limit=limit), wait_s
+        )
+
+    async def long_poll(
+        self, request: Request, wait: Callable[[float], list[T]], wait_s: float
+    ) -> list[T]:
+        """``wait(slice_s)`` (blocking up to ``slice_s`` for a non-empty answer) in slices
+        on the long-poll pool, until it answers, ``wait_s`` passed, the client hung up or
+        the server is shutting down; [] when nothing came."""
         if self._waiters >= self.limits.event_waiters_max:
             raise HTTPError(
                 503, "TooManyWaiters",
@@ -415,10 +427,9 @@ class App:
         try:
             while True:
                 slice_s = max(0.0, min(self.limits.event_wait_slice_s, deadline - loop.time()))
-                wait = functools.partial(log.wait, after, timeout_s=slice_s, limit=limit)
-                events = await loop.run_in_executor(self._waiter_executor, wait)
-                if events or loop.time() >= deadline or self._draining or hung_up.done():
-                    return events
+                found = await loop.run_in_executor(self._waiter_executor, wait, slice_s)
+                if found or loop.time() >= deadline or self._draining or hung_up.done():
+                    return found
         finally:
             self._waiters -= 1
             hung_up.cancel()

@@ -1,4 +1,5 @@
-"""The DataEngine over HTTP: functions, triggers, secrets, invocations and their logs.
+"""The DataEngine over HTTP: functions, triggers, secrets, invocations and their logs,
+and streams (their routes are listed above their handlers, below).
 
 Routes (HTTP Basic as every ``/_tier0/`` route; the caller's rights are
 checked by ``t0.engine``, see `tier0.engine._api`)::
@@ -36,6 +37,7 @@ from typing import Any, Final
 from tier0.engine import FunctionInfo, FunctionSpec, TriggerSpec
 from tier0.engine._api import InvocationRecord, LogLine
 from tier0.engine._dispatch import TriggerInfo
+from tier0.engine._streams import Message, StreamInfo
 from tier0.server._app import (
     PATTERN_ROUTES,
     PREFIX,
@@ -303,5 +305,196 @@ PATTERN_ROUTES.extend(
         ("GET", _path("secrets"), _list_secrets),
         ("PUT", _path(f"secrets/{_NAME}"), _set_secret),
         ("DELETE", _path(f"secrets/{_NAME}"), _remove_secret),
+    ]
+)
+
+
+# -- streams ------------------------------------------------------------------------------------
+#
+#     GET    /_tier0/streams                          {"streams": [stream, ...]}
+#     POST   /_tier0/streams                          {"name", "retention_s"?, "retention_bytes"?}
+#     GET    /_tier0/streams/{name}                   stream, with "groups": {group: offset}
+#     DELETE /_tier0/streams/{name}                   204
+#     POST   /_tier0/streams/{name}/messages          {"messages": [{"value": text | "value_b64":
+#                                                     base64, "key"?, "headers"?}]} -> {"offsets"}
+#     GET    /_tier0/streams/{name}/messages          ?group=&after=&since=&limit=&wait_s= (a long
+#                                                     poll) -> {"messages": [...], "next_after"}
+#     POST   /_tier0/streams/{name}/groups/{group}/commit   {"offset": n}
+#     POST   /_tier0/streams/{name}/groups/{group}/seek     {"offset": n} or {"since": ISO time}
+
+#: One append's body: messages of at most 1 MiB, in base64, a few at a time.
+APPEND_BODY_BYTES_MAX: Final = 16 * 1024 * 1024
+_MESSAGE_FIELDS: Final = frozenset({"value", "value_b64", "key", "headers"})
+
+
+def _stream(info: StreamInfo, groups: dict[str, int] | None = None) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "name": info.name, "first_offset": info.first_offset, "next_offset": info.next_offset,
+        "messages": info.messages, "bytes": info.bytes, "retention_s": info.retention_s,
+        "retention_bytes": info.retention_bytes,
+    }  # fmt: skip
+    if groups is not None:
+        document["groups"] = groups
+    return document
+
+
+def _message(message: Message) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "offset": message.offset, "time": message.time, "key": message.key,
+        "headers": message.headers, "producer": message.producer,
+    }  # fmt: skip
+    try:
+        document["value"] = message.value.decode("utf-8")
+    except UnicodeDecodeError:
+        document["value_b64"] = base64.b64encode(message.value).decode()
+    return document
+
+
+async def _list_streams(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    streams = await app.run_blocking(lambda: actor.streams.all())
+    return json_response(200, {"streams": [_stream(s) for s in streams]})
+
+
+async def _create_stream(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    fields = _fields(await _document(app, request), frozenset({"name", "retention_s",
+                                                                "retention_bytes"}))  # fmt: skip
+    if not isinstance(fields.get("name"), str):
+        raise HTTPError(400, "InvalidArgument", "a stream needs a name")
+    info = await app.run_blocking(
+        lambda: actor.streams.create(
+            fields["name"], retention_s=fields.get("retention_s", 7 * 86_400),
+            retention_bytes=fields.get("retention_bytes"),
+        )
+    )  # fmt: skip
+    return json_response(201, _stream(info))
+
+
+async def _get_stream(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    name = request.params["name"]
+
+    def read() -> dict[str, Any]:
+        return _stream(actor.streams.info(name), actor.streams.groups(name))
+
+    return json_response(200, await app.run_blocking(read))
+
+
+async def _remove_stream(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    await app.run_blocking(lambda: actor.streams.remove(request.params["name"]))
+    return Response(204, b"")
+
+
+async def _append(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    document = _fields(
+        await _document(app, request, limit=APPEND_BODY_BYTES_MAX), frozenset({"messages"})
+    )
+    messages = document.get("messages")
+    if not isinstance(messages, list):
+        raise HTTPError(400, "InvalidArgument", 'the body is {"messages": [{"value": ...}, ...]}')
+    batch: list[tuple[bytes | str, str | None, dict[str, str] | None]] = []
+    for item in messages:
+        if not isinstance(item, dict):
+            raise HTTPError(400, "InvalidArgument", "each message is a JSON object")
+        _fields(item, _MESSAGE_FIELDS)
+        if ("value" in item) == ("value_b64" in item):
+            raise HTTPError(400, "InvalidArgument", "a message has a value or a value_b64")
+        if "value" in item:
+            if not isinstance(item["value"], str):
+                raise HTTPError(400, "InvalidArgument", "value is text (use value_b64 for bytes)")
+            value: bytes | str = item["value"]
+        else:
+            try:
+                value = base64.b64decode(item["value_b64"], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raise HTTPError(400, "InvalidArgument", "value_b64 is base64") from None
+        batch.append((value, item.get("key"), item.get("headers")))
+    name = request.params["name"]
+    offsets = await app.run_blocking(lambda: actor.streams.append_many(name, batch))
+    return json_response(200, {"offsets": offsets})
+
+
+async def _read_messages(app: App, request: Request) -> Response:
+    import datetime as dt
+
+    actor = await app.authenticate(request)
+    unknown = set(request.query) - {"group", "after", "since", "limit", "wait_s"}
+    if unknown:
+        raise HTTPError(
+            400, "InvalidArgument",
+            f"unknown parameter(s) {', '.join(sorted(unknown))}; the parameters are group, after,"
+            " since, limit, wait_s",
+        )  # fmt: skip
+    name, group = request.params["name"], request.query.get("group")
+    after = _int(request, "after")
+    limit = _int(request, "limit", 100) or 100
+    since = None
+    if "since" in request.query:
+        try:
+            since = dt.datetime.fromisoformat(request.query["since"])
+        except ValueError:
+            raise HTTPError(400, "InvalidArgument", "since is an ISO 8601 time") from None
+    try:
+        wait_s = float(request.query.get("wait_s", "0"))
+    except ValueError:
+        raise HTTPError(400, "InvalidArgument", "wait_s is a number of seconds") from None
+    if not 0 <= wait_s <= app.limits.event_wait_s_max:
+        raise HTTPError(400, "InvalidArgument", f"wait_s is 0..{app.limits.event_wait_s_max:g}")
+    streams = actor.streams
+
+    def read(slice_s: float) -> list[Message]:
+        return streams.read(
+            name, group=group, after=after, since=since, limit=limit, wait_s=slice_s
+        )
+
+    messages = await app.run_blocking(read, 0.0)
+    if not messages and wait_s > 0 and since is None:
+        messages = await app.long_poll(request, read, wait_s)
+    next_after = messages[-1].offset if messages else after
+    return json_response(
+        200, {"messages": [_message(m) for m in messages], "next_after": next_after}
+    )
+
+
+async def _group_change(app: App, request: Request) -> Response:
+    import datetime as dt
+
+    actor = await app.authenticate(request)
+    name, group, verb = request.params["name"], request.params["group"], request.params["verb"]
+    document = _fields(await _document(app, request), frozenset({"offset", "since"}))
+    offset = document.get("offset")
+    if offset is not None and (isinstance(offset, bool) or not isinstance(offset, int)):
+        raise HTTPError(400, "InvalidArgument", f"offset is a whole number, not {offset!r}")
+    if verb == "commit":
+        if offset is None:
+            raise HTTPError(400, "InvalidArgument", 'commit takes {"offset": n}')
+        await app.run_blocking(lambda: actor.streams.commit(name, group, offset))
+        return json_response(200, {"group": group, "committed": offset})
+    since = None
+    if document.get("since") is not None:
+        try:
+            since = dt.datetime.fromisoformat(str(document["since"]))
+        except ValueError:
+            raise HTTPError(400, "InvalidArgument", "since is an ISO 8601 time") from None
+    at = await app.run_blocking(lambda: actor.streams.seek(name, group, offset=offset, since=since))
+    return json_response(200, {"group": group, "committed": at})
+
+
+PATTERN_ROUTES.extend(
+    [
+        ("GET", _path("streams"), _list_streams),
+        ("POST", _path("streams"), _create_stream),
+        ("GET", _path(f"streams/{_NAME}"), _get_stream),
+        ("DELETE", _path(f"streams/{_NAME}"), _remove_stream),
+        ("POST", _path(f"streams/{_NAME}/messages"), _append),
+        ("GET", _path(f"streams/{_NAME}/messages"), _read_messages),
+        (
+            "POST",
+            _path(f"streams/{_NAME}/groups/(?P<group>[^/]+)/(?P<verb>commit|seek)"),
+            _group_change,
+        ),
     ]
 )
