@@ -50,6 +50,7 @@ BENCHMARKS = {
     "analytics": "bench_analytics",
     "searchable": "bench_searchable",
     "engine": "bench_engine",
+    "streams": "bench_streams",
     "vectors": "bench_vectors",
 }
 
