@@ -15,6 +15,7 @@ import tier0
 from tests.engine import deploy
 from tier0.engine import Dispatcher, Triggers, TriggerSpec
 from tier0.errors import InvalidArgument, NoSuchFunction, NoSuchTrigger
+from tier0.meta import load_json
 
 
 def _engine(t0: tier0.Tier0) -> tuple[Triggers, Dispatcher]:
@@ -147,3 +148,41 @@ def test_two_dispatchers_make_each_invocation_once(
             pass
     keys = [row[5] for row in _invocations(t0)]
     assert len(keys) == len(set(keys)) == 30
+
+
+def test_schedule_triggers_fire_on_their_cron_times_with_an_injected_clock(
+    t0: tier0.Tier0,
+) -> None:
+    import datetime as dt
+
+    kernel = t0._kernel
+    clock = {"now": dt.datetime(2026, 11, 30, 12, 3, 30, tzinfo=dt.UTC).timestamp()}
+    deploy(t0, "report")
+    triggers = Triggers(kernel.meta, kernel.committer, clock=lambda: clock["now"])
+    dispatcher = Dispatcher(kernel.meta, kernel.committer, clock=lambda: clock["now"])
+    triggers.create(TriggerSpec("every-5", "report", schedule="*/5 * * * *"), created_by="root")
+
+    def at(hour: int, minute: int, second: int = 0) -> list[Any]:
+        clock["now"] = dt.datetime(2026, 11, 30, hour, minute, second, tzinfo=dt.UTC).timestamp()
+        dispatcher.dispatch()
+        with kernel.meta.reader() as db:
+            return [tuple(r) for r in db.query_all(
+                "SELECT idempotency_key, event FROM t0_invocations ORDER BY id")]  # fmt: skip
+
+    assert at(12, 4, 59) == []
+    [(key, event)] = at(12, 5, 0)
+    assert key == "schedule:2026-11-30T12:05:00+00:00:every-5"
+    assert load_json(event) == {"type": "Scheduled", "time": "2026-11-30T12:05:00+00:00",
+                                 "schedule": "*/5 * * * *", "missed": 0}  # fmt: skip
+    assert len(at(12, 9, 59)) == 1  # nothing new before 12:10
+    # Down from 12:10 to 12:31: the latest missed time runs once, saying what it stands for.
+    runs = at(12, 31)
+    assert len(runs) == 2 and load_json(runs[1][1])["time"] == "2026-11-30T12:30:00+00:00"
+    assert load_json(runs[1][1])["missed"] == 4
+    assert len(at(12, 31, 30)) == 2  # the same minute again: nothing twice
+    triggers.pause("every-5")
+    assert len(at(12, 40)) == 2
+    with pytest.raises(InvalidArgument, match="five fields"):
+        TriggerSpec("bad", "report", schedule="every day")
+    with pytest.raises(InvalidArgument, match="takes no stream, bucket"):
+        TriggerSpec("bad", "report", schedule="@daily", bucket="docs")

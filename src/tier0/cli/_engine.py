@@ -229,11 +229,13 @@ def trigger_group() -> None:
               "metadata['x'], tags['x'], key, principal, ...")  # fmt: skip
 @click.option("--ordered", is_flag=True, help="Run each key's events one at a time, in order.")
 @click.option("--stream", help="Run for every message of this stream instead of events.")
+@click.option("--schedule", metavar="CRON",
+              help="Run on this cron line (UTC) instead, e.g. '*/5 * * * *' or @daily.")  # fmt: skip
 @pass_session
 def trigger_add_command(
     session: Session, name: str, function: str, version: int | None, bucket: str | None,
     prefix: str, suffix: str, events: tuple[str, ...], filter_: str | None, ordered: bool,
-    stream: str | None,
+    stream: str | None, schedule: str | None,
 ) -> None:  # fmt: skip
     """Add trigger NAME: run --function for every matching event (or message of --stream)
     from now on.
@@ -244,11 +246,12 @@ def trigger_add_command(
       tier0 trigger add gone --function cleanup --event removed --ordered
       tier0 trigger add en --function embed --filter "metadata['lang'] = 'en'"
       tier0 trigger add bill --function invoice --stream orders --ordered
+      tier0 trigger add nightly --function compact --schedule "0 3 * * *"
     """
     spec = TriggerSpec(
         name, function, bucket=bucket, prefix=prefix, suffix=suffix,
         events=events or ("created",), filter=filter_, function_version=version, ordered=ordered,
-        stream=stream,
+        stream=stream, schedule=schedule,
     )  # fmt: skip
     with session.open() as t0:
         info = t0.engine.add_trigger(spec)
@@ -266,13 +269,15 @@ def trigger_list_command(session: Session) -> None:
     """
     with session.open() as t0:
         triggers = t0.engine.triggers()
-    table = Table("name", "state", "function", "bucket", "prefix", "suffix", "events", "filter",
+    table = Table("name", "state", "function", "on", "prefix", "suffix", "events", "filter",
                   "ordered")  # fmt: skip
     for info in triggers:
         spec = info.spec
+        on = (f"schedule {spec.schedule}" if spec.schedule else f"stream {spec.stream}"
+              if spec.stream else f"bucket {spec.bucket or '*'}")  # fmt: skip
         table.add_row(
             escape(spec.name), info.state, escape(f"{spec.function}:{spec.function_version}"),
-            escape(spec.bucket or "*"), escape(spec.prefix), escape(spec.suffix),
+            escape(on), escape(spec.prefix), escape(spec.suffix),
             escape(", ".join(spec.events)), escape(spec.filter or ""),
             "yes" if spec.ordered else "",
         )  # fmt: skip

@@ -18,10 +18,12 @@ names, only for triggers that have a filter.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from tier0.engine._cron import Cron
 from tier0.engine._events import Event
 from tier0.engine._runner import event_document
 from tier0.engine._streams import DEAD_LETTER, EVENTS, read_in
@@ -57,9 +59,12 @@ class DispatchReport:
 class Triggers:
     """The triggers of one store: create, list, pause, resume, remove."""
 
-    def __init__(self, meta: MetaBackend, committer: Committer) -> None:
+    def __init__(
+        self, meta: MetaBackend, committer: Committer, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self._meta = meta
         self._committer = committer
+        self._clock = clock
 
     def create(self, spec: TriggerSpec, *, created_by: str) -> TriggerInfo:
         """Store ``spec`` (active), pinned to its function's latest version unless it names
@@ -76,6 +81,8 @@ class Triggers:
             )
             if spec.stream is not None:
                 _start_group(tx, spec)
+            if spec.schedule is not None:  # fires for times after it was made
+                _set_cursor(tx, _schedule_cursor(spec.name), int(self._clock() * 1_000_000))
             tx.execute(
                 "INSERT INTO t0_triggers (name, spec, state, after_seq, created_us, created_by)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -131,6 +138,7 @@ class Triggers:
         def drop(tx: WriteTx) -> None:
             tx.execute("DELETE FROM t0_triggers WHERE name = ?", (name,))
             tx.execute("DELETE FROM t0_stream_groups WHERE group_name = ?", (_group(name),))
+            tx.execute("DELETE FROM t0_cursors WHERE name = ?", (_schedule_cursor(name),))
 
         self._change(name, drop)
 
@@ -152,9 +160,12 @@ class Triggers:
 class Dispatcher:
     """Turns events after its cursor into invocations; see the module docstring."""
 
-    def __init__(self, meta: MetaBackend, committer: Committer) -> None:
+    def __init__(
+        self, meta: MetaBackend, committer: Committer, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self._meta = meta
         self._committer = committer
+        self._clock = clock
 
     def dispatch(self, *, events_max: int = DISPATCH_EVENTS_MAX) -> DispatchReport:
         """Handle the next events (at most ``events_max``) in one transaction."""
@@ -164,6 +175,7 @@ class Dispatcher:
 
     def _dispatch(self, tx: WriteTx, events_max: int) -> DispatchReport:
         messages, made = _dispatch_streams(tx, events_max)
+        made += _dispatch_schedules(tx, self._clock())
         report = self._dispatch_events(tx, events_max)
         return DispatchReport(
             report.events_read + messages, report.invocations_made + made, report.cursor
@@ -252,6 +264,52 @@ def _start_group(tx: WriteTx, spec: TriggerSpec) -> None:
     )
 
 
+def _schedule_cursor(trigger: str) -> str:
+    """Where a schedule trigger keeps the last time it fired (microseconds)."""
+    return f"schedule.{trigger}"
+
+
+def _set_cursor(tx: WriteTx, name: str, value: int) -> None:
+    tx.execute(
+        "INSERT INTO t0_cursors (name, seq) VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+        (name, value),
+    )
+
+
+def _dispatch_schedules(tx: WriteTx, now: float) -> int:
+    """An invocation for each active schedule trigger whose next time has come.
+
+    Times missed while no engine ran are not run one by one (a day down would
+    be a burst of a day's runs): the latest of them runs once, its event
+    saying how many it stands for (``missed``), as cron and Kubernetes'
+    CronJobs skip what they missed.
+    """
+    rows = tx.query_all(
+        "SELECT t.spec, c.seq FROM t0_triggers t JOIN t0_cursors c"
+        " ON c.name = 'schedule.' || t.name WHERE t.state = ?",
+        (ACTIVE,),
+    )
+    moment = dt.datetime.fromtimestamp(now, tz=dt.UTC)
+    made = 0
+    for spec_json, last_us in rows:
+        spec = _spec(load_json(spec_json))
+        assert spec.schedule is not None
+        cron = Cron.parse(spec.schedule)
+        due = cron.after(dt.datetime.fromtimestamp(int(last_us) / 1_000_000, tz=dt.UTC))
+        if due is None or due > moment:
+            continue
+        missed = 0
+        while (later := cron.after(due)) is not None and later <= moment and missed < 100_000:
+            due, missed = later, missed + 1
+        event = {"type": "Scheduled", "time": due.isoformat(), "schedule": spec.schedule,
+                 "missed": missed}  # fmt: skip
+        key = f"schedule:{due.isoformat()}:{spec.name}"
+        made += _queue(tx, spec, 0, dump_json(event), spec.name, idempotency=key)
+        _set_cursor(tx, _schedule_cursor(spec.name), int(due.timestamp() * 1_000_000))
+    return made
+
+
 def _dispatch_streams(tx: WriteTx, messages_max: int) -> tuple[int, int]:
     """Invocations for the new messages of streams that active triggers read: (messages
     read, invocations made). Each trigger's group moves past what it read, in ``tx``."""
@@ -328,7 +386,7 @@ def _spec_json(spec: TriggerSpec) -> dict[str, Any]:
         "name": spec.name, "function": spec.function, "function_version": spec.function_version,
         "bucket": spec.bucket, "prefix": spec.prefix, "suffix": spec.suffix,
         "events": list(spec.events), "filter": spec.filter, "ordered": spec.ordered,
-        "stream": spec.stream,
+        "stream": spec.stream, "schedule": spec.schedule,
     }  # fmt: skip
 
 
@@ -339,4 +397,5 @@ def _spec(document: Any) -> TriggerSpec:
         events=tuple(document["events"]), filter=document["filter"],
         function_version=document.get("function_version"),
         ordered=bool(document.get("ordered", False)), stream=document.get("stream"),
+        schedule=document.get("schedule"),
     )  # fmt: skip

@@ -74,7 +74,7 @@ class EngineLoop:
     ) -> None:
         self._meta = meta
         self.functions = Functions(meta, committer)
-        self.dispatcher = Dispatcher(meta, committer)
+        self.dispatcher = Dispatcher(meta, committer, clock=clock)
         self.runner = Runner(meta, committer, name=runner_name, backoff_s=backoff_s, clock=clock)
         self.runtime = runtime(self._record)
         self._idle_s = idle_s

@@ -61,6 +61,8 @@ class TriggerSpec:
     ordered: bool = False
     #: A stream whose messages run the function (instead of the event log's events).
     stream: str | None = None
+    #: A cron line (UTC) on which the function runs (instead of on events).
+    schedule: str | None = None
     _predicate: Predicate | None = field(default=None, repr=False, compare=False)
     _types: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
@@ -84,7 +86,7 @@ class TriggerSpec:
         if not events or len(events) > EVENT_PATTERNS_MAX:
             raise InvalidArgument(f"a trigger matches 1..{EVENT_PATTERNS_MAX} event patterns")
         object.__setattr__(self, "events", events)
-        if self.stream is None:
+        if self.stream is None and self.schedule is None:
             object.__setattr__(self, "_types", frozenset(t for p in events for t in _expand(p)))
         if self.filter is not None:
             object.__setattr__(self, "_predicate", compile_filter(self.filter))
@@ -98,6 +100,22 @@ class TriggerSpec:
             )
         if not isinstance(self.ordered, bool):
             raise InvalidArgument(f"ordered is True or False, not {self.ordered!r}")
+        if self.schedule is not None:
+            from tier0.engine._cron import Cron
+
+            Cron.parse(self.schedule)
+            if (
+                self.stream is not None
+                or self.bucket is not None
+                or self.prefix
+                or (self.suffix or self.filter is not None)
+            ):
+                raise InvalidArgument(
+                    "a schedule trigger runs on its schedule alone: it takes no stream, bucket,"
+                    " prefix, suffix or filter"
+                )
+            object.__setattr__(self, "events", ("Scheduled",))
+            object.__setattr__(self, "_types", frozenset())
         if self.stream is not None:
             from tier0.engine._streams import check_stream_name
 

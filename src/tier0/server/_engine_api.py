@@ -58,7 +58,7 @@ _SPEC_FIELDS: Final = frozenset(
 )  # fmt: skip
 _TRIGGER_FIELDS: Final = frozenset(
     {"name", "function", "function_version", "bucket", "prefix", "suffix", "events", "filter",
-     "ordered"}
+     "ordered", "stream", "schedule"}
 )  # fmt: skip
 
 
@@ -95,7 +95,8 @@ def _trigger(info: TriggerInfo) -> dict[str, Any]:
         "name": spec.name, "function": spec.function, "function_version": spec.function_version,
         "bucket": spec.bucket, "prefix": spec.prefix, "suffix": spec.suffix,
         "events": list(spec.events), "filter": spec.filter, "ordered": spec.ordered,
-        "state": info.state, "after_seq": info.after_seq,
+        "stream": spec.stream, "schedule": spec.schedule, "state": info.state,
+        "after_seq": info.after_seq,
     }  # fmt: skip
 
 
