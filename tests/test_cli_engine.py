@@ -113,3 +113,15 @@ def test_streams_from_the_command_line(data: Path) -> None:
     said = run(data, "stream", "create", "x", "--retention", "soon", expect=2)
     assert "duration like" in said.output
     assert "Removed stream orders" in run(data, "stream", "rm", "orders").output
+
+
+def test_pipelines_from_the_command_line(data: Path) -> None:
+    definition = Path(__file__).parent / "engine" / "pipeline.yaml"
+    said = run(data, "pipeline", "deploy", str(definition)).output
+    assert "Deployed pipeline ingest: 3 functions, 3 triggers." in said
+    assert run(data, "pipeline", "list").output.split() == ["ingest"]
+    status = run(data, "pipeline", "status", "ingest").output
+    assert "new-raw" in status and "extract" in status and "last error" in status
+    assert "Removed pipeline ingest" in run(data, "pipeline", "rm", "ingest").output
+    said = run(data, "pipeline", "status", "ingest", expect=1)
+    assert "no pipeline named 'ingest'" in said.output

@@ -56,7 +56,8 @@ missing key is a ``KeyError``, bad input a ``ValueError``, a denied request a
     │   ├── NoSuchFunction (KeyError)       a function (or version) that is not deployed
     │   ├── NoSuchTrigger (KeyError)
     │   ├── NoSuchInvocation (KeyError)
-    │   └── NoSuchStream (KeyError)
+    │   ├── NoSuchStream (KeyError)
+    │   └── NoSuchPipeline (KeyError)
     └── IdentityError                       principals, credentials, policy
         ├── AccessDenied (PermissionError)
         ├── NoSuchPrincipal (KeyError)
@@ -111,6 +112,7 @@ __all__ = [
     "NoSuchFunction",
     "NoSuchInvocation",
     "NoSuchKey",
+    "NoSuchPipeline",
     "NoSuchPrincipal",
     "NoSuchStream",
     "NoSuchTable",
@@ -403,6 +405,10 @@ class NoSuchInvocation(EngineError, KeyError):
 
 class NoSuchStream(EngineError, KeyError):
     """No stream has this name."""
+
+
+class NoSuchPipeline(EngineError, KeyError):
+    """No pipeline has this name."""
 
 
 class IdentityError(Tier0Error):

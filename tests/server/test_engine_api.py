@@ -150,3 +150,25 @@ async def test_streams_over_http_with_a_long_poll(client: httpx.AsyncClient) -> 
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "NoSuchStream"
     _ok(await client.delete("/_tier0/streams/orders"), 204)
     assert _ok(await client.get("/_tier0/streams")) == {"streams": []}
+
+
+@pytest.mark.anyio
+async def test_pipelines_over_http(client: httpx.AsyncClient) -> None:
+    package = base64.b64encode(zip_directory(str(PACKAGE))).decode()
+    definition = {
+        "name": "p", "package_b64": package,
+        "functions": {"up": {"handler": "t0test_fns:upper", "grants": [["s3:*", "/docs/*"]]}},
+        "triggers": {"raw": {"function": "up", "bucket": "docs", "prefix": "in/"}},
+    }  # fmt: skip
+    made = _ok(await client.post("/_tier0/pipelines", json=definition), 201)
+    assert made == {"name": "p", "functions": ["p.up"], "triggers": ["p.raw"]}
+    function = _ok(await client.get("/_tier0/functions/p.up"))
+    assert function["package_sha256"] is not None  # the code came with it
+    assert _ok(await client.get("/_tier0/pipelines")) == {"pipelines": ["p"]}
+    [step] = _ok(await client.get("/_tier0/pipelines/p"))["steps"]
+    assert (step["trigger"], step["function"], step["counts"]) == ("p.raw", "p.up", {})
+    path = await client.post("/_tier0/pipelines", json={**definition, "package": "/etc"})
+    assert path.status_code == 400 and "package_b64" in path.json()["error"]["message"]
+    _ok(await client.delete("/_tier0/pipelines/p"), 204)
+    gone = await client.get("/_tier0/pipelines/p")
+    assert gone.status_code == 404 and gone.json()["error"]["type"] == "NoSuchPipeline"

@@ -34,12 +34,14 @@ from tier0.errors import SQLNotAllowed, SQLSyntaxError
 from tier0.meta import CATALOG_VIEWS
 
 QUERY_CHARS_MAX: Final = 100_000
-JSON_COLUMNS: Final = frozenset({"metadata", "tags", "detail", "columns", "spec", "event", "logs"})
+JSON_COLUMNS: Final = frozenset(
+    {"metadata", "tags", "detail", "columns", "spec", "event", "logs", "definition"}
+)
 _INTEGER_COLUMNS: Final = frozenset(
     {"size", "stored_bytes", "seq", "is_latest", "is_delete_marker"}
 )
 _ROOT_ONLY: Final = frozenset(
-    {"principals", "audit", "triggers", "invocations", "functions", "streams"}
+    {"principals", "audit", "triggers", "invocations", "functions", "streams", "pipelines"}
 )
 
 #: The dialect's functions, by sqlglot node, with the name PostgreSQL gives their column.

@@ -239,5 +239,8 @@ def print_table(table: Table) -> None:
     """
     console = stdout_console()
     if not console.is_terminal:
-        console.width = max(80, console.measure(table).maximum)
+        # Measured against a wide page: measured against the console's own width, the
+        # table's natural width is cut to it.
+        natural = console.measure(table, options=console.options.update_width(100_000))
+        console.width = max(80, natural.maximum)
     console.print(table)

@@ -595,3 +595,89 @@ def stream_rm_command(session: Session, name: str) -> None:
     with session.open() as t0:
         t0.streams.remove(name)
     click.echo(f"Removed stream {name}.")
+
+
+# -- pipelines --------------------------------------------------------------------------------
+
+
+@click.group("pipeline")
+def pipeline_group() -> None:
+    """Functions and triggers declared in one YAML file, deployed as a unit.
+
+    \b
+    Examples:
+      tier0 pipeline deploy ingest.yaml
+      tier0 pipeline status ingest
+      tier0 pipeline rm ingest
+    """
+
+
+@pipeline_group.command("deploy")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@pass_session
+def pipeline_deploy_command(session: Session, file: str) -> None:
+    """Deploy (or replace) the pipeline defined in FILE.
+
+    \b
+    Example:
+      tier0 pipeline deploy ingest.yaml
+    """
+    with session.open() as t0:
+        pipeline = t0.engine.deploy_pipeline(file)
+    click.echo(
+        f"Deployed pipeline {pipeline.name}: {len(pipeline.functions)} functions,"
+        f" {len(pipeline.triggers)} triggers."
+    )
+
+
+@pipeline_group.command("list")
+@pass_session
+def pipeline_list_command(session: Session) -> None:
+    """List pipelines.
+
+    \b
+    Example:
+      tier0 pipeline list
+    """
+    with session.open() as t0:
+        for name in t0.engine.pipelines():
+            click.echo(name)
+
+
+@pipeline_group.command("status")
+@click.argument("name")
+@pass_session
+def pipeline_status_command(session: Session, name: str) -> None:
+    """Each step of pipeline NAME: trigger, function, invocations by status, last error.
+
+    \b
+    Example:
+      tier0 pipeline status ingest
+    """
+    with session.open() as t0:
+        steps = t0.engine.pipeline_status(name)
+    table = Table("trigger", "function", "state", "queued", "running", "done", "dead",
+                  "last error")  # fmt: skip
+    for step in steps:
+        counts = step.counts
+        table.add_row(
+            escape(step.trigger), escape(f"{step.function}:{step.function_version}"), step.state,
+            *(str(counts.get(k, 0)) for k in ("queued", "running", "done", "dead")),
+            escape((step.last_error or "").splitlines()[0] if step.last_error else ""),
+        )  # fmt: skip
+    print_table(table)
+
+
+@pipeline_group.command("rm")
+@click.argument("name")
+@pass_session
+def pipeline_rm_command(session: Session, name: str) -> None:
+    """Tear pipeline NAME down: its triggers and functions.
+
+    \b
+    Example:
+      tier0 pipeline rm ingest
+    """
+    with session.open() as t0:
+        t0.engine.remove_pipeline(name)
+    click.echo(f"Removed pipeline {name}.")

@@ -16,7 +16,13 @@ from tier0.cli._admin import (
     user_group,
 )
 from tier0.cli._base import Session, Tier0Group
-from tier0.cli._engine import fn_group, secret_group, stream_group, trigger_group
+from tier0.cli._engine import (
+    fn_group,
+    pipeline_group,
+    secret_group,
+    stream_group,
+    trigger_group,
+)
 from tier0.cli._objects import (
     cp_command,
     get_command,
@@ -109,6 +115,7 @@ for _command in (
     trigger_group,
     secret_group,
     stream_group,
+    pipeline_group,
     user_group,
     stats_command,
     gc_command,

@@ -9,6 +9,8 @@ what                         action                           resource
 deploy, remove a function    ``tier0:DeployFunction``         ``/functions/<name>``
 add, change, remove triggers ``tier0:ManageTriggers``         ``/triggers/<name>``
 set, remove secrets          ``tier0:ManageSecrets``          ``/secrets/<name>``
+deploy, remove pipelines     ``tier0:DeployPipeline``         ``/pipelines/<name>`` (and each
+                                                              function's and trigger's own)
 read functions, triggers,    ``tier0:ReadEngine``             ``/functions/<name>`` (or ``/``)
 invocations and their logs
 run the engine here          ``tier0:RunEngine``              ``/engine``
@@ -19,13 +21,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from tier0.engine._dispatch import TriggerInfo, Triggers
 from tier0.engine._functions import FunctionInfo, Functions, FunctionSpec, zip_directory
+from tier0.engine._pipelines import Pipeline, Pipelines, StepStatus
 from tier0.engine._service import EngineLoop, OnFinished, Runtime
 from tier0.engine._streams import EVENTS, Message, StreamInfo, Streams
 from tier0.engine._triggers import TriggerSpec
@@ -94,6 +97,7 @@ class DataEngine:
         self._data_dir = data_dir
         self._functions = Functions(kernel.meta, kernel.committer)
         self._triggers = Triggers(kernel.meta, kernel.committer)
+        self._pipelines = Pipelines(kernel.meta, kernel.committer)
 
     # -- functions ------------------------------------------------------------------------------
 
@@ -168,6 +172,41 @@ class DataEngine:
     def remove_trigger(self, name: str) -> None:
         self._authorize("tier0:ManageTriggers", f"/triggers/{name}")
         self._triggers.remove(name)
+
+    # -- pipelines ------------------------------------------------------------------------------
+
+    def deploy_pipeline(
+        self, definition: Pipeline | Mapping[str, Any] | str | os.PathLike[str]
+    ) -> Pipeline:
+        """Deploy (or replace) a pipeline: a `Pipeline`, its definition as a dict, or the
+        path of its YAML file (see `tier0.engine._pipelines`). Each function and trigger
+        is checked against the caller's rights like any other."""
+        if isinstance(definition, Pipeline):
+            pipeline = definition
+        elif isinstance(definition, Mapping):
+            pipeline = Pipeline.parse(definition)
+        else:
+            pipeline = Pipeline.load(definition)
+        self._authorize("tier0:DeployPipeline", f"/pipelines/{pipeline.name}")
+        self._pipelines.deploy(
+            pipeline, deploy_function=self.deploy, add_trigger=self.add_trigger,
+            deployed_by=self._principal_id,
+        )  # fmt: skip
+        return pipeline
+
+    def pipelines(self) -> list[str]:
+        self._authorize("tier0:ReadEngine", "/")
+        return self._pipelines.names()
+
+    def pipeline_status(self, name: str) -> list[StepStatus]:
+        """Each trigger of pipeline ``name`` with its invocations by status, last error."""
+        self._authorize("tier0:ReadEngine", f"/pipelines/{name}")
+        return self._pipelines.status(name)
+
+    def remove_pipeline(self, name: str) -> None:
+        """Tear pipeline ``name`` down: its triggers, its functions, its record."""
+        self._authorize("tier0:DeployPipeline", f"/pipelines/{name}")
+        self._pipelines.remove(name)
 
     # -- secrets --------------------------------------------------------------------------------
 

@@ -319,6 +319,12 @@ CREATE TABLE IF NOT EXISTS t0_stream_groups (
     updated_us BIGINT NOT NULL,
     PRIMARY KEY (stream, group_name)
 );
+CREATE TABLE IF NOT EXISTS t0_pipelines (
+    name {text} PRIMARY KEY,
+    definition {json} NOT NULL,
+    created_us BIGINT NOT NULL,
+    created_by {text} NOT NULL
+);
 CREATE TABLE IF NOT EXISTS t0_secrets (
     name {text} PRIMARY KEY,
     value {text} NOT NULL,
@@ -407,6 +413,8 @@ CREATE VIEW streams AS
     SELECT name, first_offset, next_offset, next_offset - first_offset AS messages, bytes,
            retention_s, retention_bytes, {ts(created_us)} AS created, created_by
     FROM t0_streams;
+CREATE VIEW pipelines AS
+    SELECT name, definition, {ts(created_us)} AS created, created_by FROM t0_pipelines;
 CREATE VIEW functions AS
     SELECT name, version, spec, package_sha256, {ts(created_us)} AS created, created_by
     FROM t0_functions;
@@ -432,6 +440,7 @@ CATALOG_VIEWS: Final = (
     "invocations",
     "functions",
     "streams",
+    "pipelines",
 )
 
 

@@ -499,3 +499,61 @@ PATTERN_ROUTES.extend(
         ),
     ]
 )
+
+
+# -- pipelines ----------------------------------------------------------------------------------
+#
+#     GET    /_tier0/pipelines                   {"pipelines": [name, ...]}
+#     POST   /_tier0/pipelines                   a definition as JSON (package_b64: the code
+#                                                directory zipped) -> {"name", "functions",
+#                                                "triggers"} (201)
+#     GET    /_tier0/pipelines/{name}            {"name", "steps": [step, ...]}
+#     DELETE /_tier0/pipelines/{name}            204
+
+
+async def _list_pipelines(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    names = await app.run_blocking(lambda: actor.engine.pipelines())
+    return json_response(200, {"pipelines": names})
+
+
+async def _deploy_pipeline(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    document = await _document(app, request, limit=DEPLOY_BODY_BYTES_MAX)
+    if document.get("package") is not None:
+        raise HTTPError(
+            400, "InvalidArgument",
+            "over HTTP a pipeline's code comes as package_b64 (its directory zipped), not a path",
+        )  # fmt: skip
+    pipeline = await app.run_blocking(lambda: actor.engine.deploy_pipeline(document))
+    return json_response(201, {
+        "name": pipeline.name, "functions": [f.name for f in pipeline.functions],
+        "triggers": [t.name for t in pipeline.triggers],
+    })  # fmt: skip
+
+
+async def _pipeline_status(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    name = request.params["name"]
+    steps = await app.run_blocking(lambda: actor.engine.pipeline_status(name))
+    return json_response(200, {"name": name, "steps": [
+        {"trigger": s.trigger, "function": s.function, "function_version": s.function_version,
+         "state": s.state, "counts": s.counts, "last_error": s.last_error}
+        for s in steps
+    ]})  # fmt: skip
+
+
+async def _remove_pipeline(app: App, request: Request) -> Response:
+    actor = await app.authenticate(request)
+    await app.run_blocking(lambda: actor.engine.remove_pipeline(request.params["name"]))
+    return Response(204, b"")
+
+
+PATTERN_ROUTES.extend(
+    [
+        ("GET", _path("pipelines"), _list_pipelines),
+        ("POST", _path("pipelines"), _deploy_pipeline),
+        ("GET", _path(f"pipelines/{_NAME}"), _pipeline_status),
+        ("DELETE", _path(f"pipelines/{_NAME}"), _remove_pipeline),
+    ]
+)
