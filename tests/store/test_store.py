@@ -394,6 +394,33 @@ def test_tags_and_metadata(t0: tier0.Tier0) -> None:
         t0.put("bkt", "k" * 1025, b"x")
 
 
+def test_annotate_merges_metadata_in_place_as_an_event(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.set_versioning("bkt", "Enabled")
+    first = t0.put("bkt", "k", b"x", metadata={"owner": "ann"})
+    second = t0.put("bkt", "k", b"y")
+    assert t0.annotate("bkt", "k", {"tier0-type": "text/plain"}) == second.version_id
+    t0.annotate("bkt", "k", {"lang": "en"}, version_id=first.version_id)
+    assert t0.head("bkt", "k").metadata == {"tier0-type": "text/plain"}
+    older = t0.head("bkt", "k", version_id=first.version_id).metadata
+    assert older == {"owner": "ann", "lang": "en"}
+    assert t0.get("bkt", "k").read() == b"y"  # no new version, the bytes untouched
+    [event] = [e for e in t0.events.read(0) if e.type == "ObjectMetadata:Put"][-1:]
+    assert (event.key, event.version_id, event.detail) == (
+        "k", first.version_id, {"metadata": {"lang": "en"}},
+    )  # fmt: skip
+    with pytest.raises(tier0.MetadataTooLarge):
+        t0.annotate("bkt", "k", {"m": "v" * 3000})
+    with pytest.raises(tier0.NoSuchKey):
+        t0.annotate("bkt", "nope", {"a": "b"})
+    t0.create_user("bob")
+    t0.grant("bob", "s3:*", "/bkt/*")
+    with pytest.raises(tier0.AccessDenied):  # an annotation is its own right
+        t0.as_principal("bob").annotate("bkt", "k", {"a": "b"})
+    t0.grant("bob", "tier0:AnnotateObject", "/bkt/*")
+    t0.as_principal("bob").annotate("bkt", "k", {"a": "b"})
+
+
 def test_events_follow_every_mutation_with_gap_free_seq(t0: tier0.Tier0) -> None:
     t0.create_bucket("bkt")
     t0.set_versioning("bkt", "Enabled")

@@ -27,9 +27,10 @@ AFFIX_BYTES_MAX: Final = 1024
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 #: Every event type the kernel emits, by family.
 EVENT_TYPES: Final = (
-    "ObjectCreated:Put", "ObjectCreated:Copy", "ObjectCreated:CompleteMultipartUpload",
+    "ObjectCreated:Put", "ObjectCreated:Post", "ObjectCreated:Copy",
+    "ObjectCreated:CompleteMultipartUpload",
     "ObjectRemoved:Delete", "ObjectRemoved:DeleteMarkerCreated",
-    "ObjectTagging:Put", "ObjectTagging:Delete", "ObjectAcl:Put",
+    "ObjectTagging:Put", "ObjectTagging:Delete", "ObjectAcl:Put", "ObjectMetadata:Put",
     "TableCreated", "TableRowsInserted", "TableRowsUpdated", "TableRowsDeleted",
     "TableRowsChanged", "TableAltered", "TableIndexed", "TableDropped",
 )  # fmt: skip
@@ -38,6 +39,7 @@ ALIASES: Final = {
     "created": "ObjectCreated:*",
     "removed": "ObjectRemoved:*",
     "tagged": "ObjectTagging:*",
+    "annotated": "ObjectMetadata:*",
     "rows-inserted": "TableRowsInserted",
     "rows-changed": "TableRows*",
 }

@@ -32,7 +32,7 @@ from tier0.errors import (
 from tier0.identity import Authorizer, Decision
 from tier0.meta import WriteTx, dump_json, load_json
 from tier0.store._manifest import Manifest
-from tier0.store._names import NULL_VERSION, new_version_id
+from tier0.store._names import NULL_VERSION, new_version_id, validate_metadata
 from tier0.store._types import DeleteResult, ObjectInfo, PartInfo, Versioning, from_us
 
 VERSION_COLUMNS: Final = (
@@ -396,6 +396,35 @@ def set_tags(
     emit_event(
         tx, tx.next_seq(), kind, bucket, key, row[3], row[6], row[8], decision, {"tags": tags}
     )
+    Authorizer.record_in(tx, decision)
+    return str(row[3])
+
+
+def annotate(
+    tx: WriteTx,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    facts: dict[str, str],
+    decision: Decision,
+) -> str:
+    """Merge ``facts`` into a version's user metadata in place (what was learnt about the
+    element, e.g. by an extraction function: no new version); returns its id."""
+    owned_bucket_row(tx, bucket, decision)
+    row = _find(tx, bucket, key, version_id)
+    if row[5]:
+        raise NoSuchKey(f"{bucket}/{key} is a delete marker, which holds no metadata")
+    current = tx.query_one("SELECT metadata FROM t0_versions WHERE seq = ?", (row[0],))[0]
+    merged = {**(load_json(current) or {}), **facts}
+    validate_metadata(merged)
+    tx.execute(
+        "UPDATE t0_versions SET metadata = ?, modified_us = ? WHERE seq = ?",
+        (dump_json(merged), tx.now_us, row[0]),
+    )
+    emit_event(
+        tx, tx.next_seq(), "ObjectMetadata:Put", bucket, key, row[3], row[6], row[8], decision,
+        {"metadata": facts},
+    )  # fmt: skip
     Authorizer.record_in(tx, decision)
     return str(row[3])
 

@@ -468,6 +468,24 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods):
             lambda decided: lambda tx: _ops.set_tags(tx, bucket, key, version_id, tags, decided),
         )
 
+    def annotate(
+        self, bucket: str, key: str, facts: dict[str, str], *, version_id: str | None = None
+    ) -> str:
+        """Merge ``facts`` into a version's user metadata in place (no new version): what
+        was learnt about the element, such as an extraction function's findings. The
+        merged metadata keeps S3's limits; the change is an ``ObjectMetadata:Put`` event.
+        Needs ``tier0:AnnotateObject``. Returns the version id annotated."""
+        validate_key(key)
+        validate_metadata(facts)
+        decision = self._authorize_write("tier0:AnnotateObject", bucket, f"/{bucket}/{key}")
+        return self._commit_write(
+            "tier0:AnnotateObject",
+            bucket,
+            f"/{bucket}/{key}",
+            decision,
+            lambda decided: lambda tx: _ops.annotate(tx, bucket, key, version_id, facts, decided),
+        )
+
     def get_tags(self, bucket: str, key: str, *, version_id: str | None = None) -> dict[str, str]:
         return self.head(bucket, key, version_id=version_id).tags
 

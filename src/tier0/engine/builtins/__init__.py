@@ -9,10 +9,14 @@ handler                                  what it does
                                          passages of new and changed text elements
                                          (``t0.index``), so ``t0.search`` finds a document
                                          moments after its PUT
+``tier0.engine.builtins.extract:handler`` puts what an element is into its catalog
+                                         metadata: the content type sniffed from its
+                                         bytes, an image's width and height, a Parquet
+                                         file's rows, columns and schema
 =======================================  ================================================
 
-`embedding(bucket)` gives the function and trigger that do the second for a
-bucket, with the grants its principal needs::
+`embedding(bucket)` and `extraction(bucket)` give the function and trigger
+that do these for a bucket, with the grants its principal needs::
 
     function, trigger = embedding("docs")
     t0.engine.deploy(function)
@@ -26,6 +30,7 @@ from tier0.engine._triggers import TriggerSpec
 
 NOOP = "tier0.engine.builtins.basic:noop"
 EMBED = "tier0.engine.builtins.embed:handler"
+EXTRACT = "tier0.engine.builtins.extract:handler"
 
 
 def embedding(
@@ -47,4 +52,17 @@ def embedding(
     return function, trigger
 
 
-__all__ = ["EMBED", "NOOP", "embedding"]
+def extraction(
+    bucket: str, *, prefix: str = "", name: str | None = None
+) -> tuple[FunctionSpec, TriggerSpec]:
+    """The function and trigger that annotate ``bucket``'s new elements (under ``prefix``)
+    with their sniffed type, image dimensions and Parquet shape."""
+    name = name or f"extract-{bucket}"
+    function = FunctionSpec(
+        name, EXTRACT, timeout_s=60.0, concurrency=2, memory_mb=1024,
+        grants=(("s3:GetObject*", f"/{bucket}/*"), ("tier0:AnnotateObject", f"/{bucket}/*")),
+    )  # fmt: skip
+    return function, TriggerSpec(name, name, bucket=bucket, prefix=prefix, events=("created",))
+
+
+__all__ = ["EMBED", "EXTRACT", "NOOP", "embedding", "extraction"]
