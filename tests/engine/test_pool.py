@@ -208,3 +208,30 @@ def test_deploys_and_triggers_refuse_bad_input(t0: tier0.Tier0, tmp_path: Path) 
     t0.create_user("bob")
     with pytest.raises(AccessDenied):
         t0.as_principal("bob").engine.deploy(FunctionSpec("g", "t0test_fns:upper"), package=PACKAGE)
+
+
+def test_two_engines_on_one_store_share_the_work_without_running_twice(
+    t0: tier0.Tier0, tmp_path: Path, meta_url: str
+) -> None:
+    # Two engines, as on two hosts: each its own opened store (its own connections and
+    # worker processes) over the same metadata; leases in the database split the work.
+    t0.create_bucket("docs")
+    _deploy(t0, "once", "once", concurrency=2)
+    t0.engine.add_trigger(TriggerSpec("once", "once", bucket="docs", prefix="in/"))
+    with tier0.open(tmp_path / "data", meta=meta_url) as other:
+        first = t0.engine.start(workers=2, idle_s=0.2)
+        second = other.engine.start(workers=2, idle_s=0.2)
+        try:
+            for i in range(20):
+                t0.put("docs", f"in/{i}", b"x")
+            _wait(lambda: len(t0.engine.invocations(status="done")) == 20, timeout_s=60)
+        finally:
+            first.close()
+            second.close()
+    records = t0.engine.invocations()
+    assert len(records) == 20 and all(r.attempts == 1 for r in records)
+    effects = t0.list("docs", prefix="effects/").objects
+    assert len(effects) == 20
+    # Both took a share: the statistics of each engine count what it recorded.
+    shares = [first.statistics().recorded, second.statistics().recorded]
+    assert sum(shares) == 20 and min(shares) > 0, shares

@@ -24,11 +24,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 from tier0.engine._dispatch import Dispatcher
 from tier0.engine._functions import FunctionInfo, Functions
-from tier0.engine._runner import BACKOFF_S, Invocation, Outcome, Runner
+from tier0.engine._runner import BACKOFF_S, LOST, Invocation, Outcome, Runner
 from tier0.errors import NoSuchFunction
 from tier0.meta import Committer, MetaBackend
 
@@ -58,6 +59,21 @@ class Runtime(Protocol):
 OnFinished = Callable[[list[Outcome]], None]
 
 
+@dataclass(frozen=True)
+class EngineStatistics:
+    rounds: int
+    #: Events and stream messages read, and invocations the dispatch made of them.
+    events_read: int
+    invocations_made: int
+    #: Invocations this engine leased, and whose end it recorded.
+    leased: int
+    recorded: int
+    #: Rounds that failed (logged; the loop carried on).
+    failures: int
+    #: Leases of dead processes of this host taken back.
+    reclaimed: int
+
+
 class EngineLoop:
     """Dispatches and runs invocations on a thread until `close`."""
 
@@ -84,6 +100,11 @@ class EngineLoop:
         self._latest_infos: dict[str, tuple[FunctionInfo, float]] = {}
         #: Loop rounds that failed (logged; the loop carries on after ``idle_s``).
         self.failures = 0
+        self._counts = {"rounds": 0, "events_read": 0, "invocations_made": 0, "leased": 0,
+                        "recorded": 0, "reclaimed": 0}  # fmt: skip
+
+    def statistics(self) -> EngineStatistics:
+        return EngineStatistics(failures=self.failures, **self._counts)
 
     def start(self) -> EngineLoop:
         self._meta.start_watching()
@@ -118,10 +139,14 @@ class EngineLoop:
     def _round(self) -> bool:
         """One dispatch and one lease per ready function; whether there was work."""
         dispatched = self.dispatcher.dispatch()
+        counts = self._counts
+        counts["rounds"] += 1
+        counts["events_read"] += dispatched.events_read
+        counts["invocations_made"] += dispatched.invocations_made
         now = time.monotonic()
         if now - self._reclaimed_at >= RECLAIM_INTERVAL_S:
             self._reclaimed_at = now
-            self.runner.reclaim_orphans()
+            counts["reclaimed"] += self.runner.reclaim_orphans()
         leased = 0
         for name in self.runner.ready_functions():
             try:
@@ -140,6 +165,7 @@ class EngineLoop:
                 if batch:
                     self.runtime.submit(batch)
                     leased += len(batch)
+        counts["leased"] += leased
         return bool(dispatched.events_read or leased)
 
     def _latest(self, name: str) -> FunctionInfo:
@@ -154,7 +180,8 @@ class EngineLoop:
         return info
 
     def _record(self, outcomes: list[Outcome]) -> None:
-        self.runner.finish_many(outcomes, attempts_max=self._attempts)
+        statuses = self.runner.finish_many(outcomes, attempts_max=self._attempts)
+        self._counts["recorded"] += sum(1 for status in statuses if status != LOST)
 
     def _attempts(self, invocation: Invocation) -> int:
         try:
