@@ -16,7 +16,7 @@ import pytest
 
 import tier0
 from tier0.engine import EngineLoop, FunctionSpec, TriggerSpec
-from tier0.engine._pool import HELD_PER_SLOT
+from tier0.engine._service import HELD_PER_SLOT
 from tier0.errors import AccessDenied, InvalidArgument, NoSuchFunction
 
 PACKAGE = Path(__file__).parent / "functions"

@@ -29,7 +29,6 @@ database commit, the next run need not wait for it).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import io
 import logging
@@ -50,17 +49,13 @@ from typing import Any, Final
 
 from tier0.engine._functions import FunctionInfo, Functions
 from tier0.engine._runner import Invocation, Outcome
+from tier0.engine._service import INIT_TIMEOUT_S, HoldingRuntime
 from tier0.errors import InvalidArgument, NoSuchFunction
 
 WORKERS_MAX: Final = 256
 #: How often timeouts and memory are checked (and the longest a result waits to be seen
 #: when nothing else wakes the supervisor).
 TICK_S: Final = 0.05
-#: How long a worker may take to import its code and run ``init`` before its first run.
-INIT_TIMEOUT_S: Final = 300.0
-#: Invocations held per unit of concurrency: one running, the rest leased and waiting here,
-#: so that a worker never waits on the loop and one lease (a commit) serves several.
-HELD_PER_SLOT: Final = 4
 _PAGE_BYTES: Final = os.sysconf("SC_PAGE_SIZE")
 _log = logging.getLogger(__name__)
 
@@ -83,7 +78,7 @@ class _Worker:
     started: float = field(default_factory=time.monotonic)
 
 
-class ProcessRuntime:
+class ProcessRuntime(HoldingRuntime):
     """Worker processes for the engine loop; see the module docstring."""
 
     def __init__(
@@ -103,12 +98,8 @@ class ProcessRuntime:
         self._on_finished = on_finished
         self.workers_max = workers_max
         self._code_root = cache_directory or self._data_dir / "cache" / "functions"
-        self._lock = threading.Lock()
+        super().__init__()
         self._workers: list[_Worker] = []
-        #: Leased invocations waiting for a worker, per function name.
-        self._waiting: dict[str, collections.deque[Invocation]] = collections.defaultdict(
-            collections.deque
-        )
         self._finished: list[Outcome] = []
         self._closed = False
         self._wake_read, self._wake_write = socket.socketpair()
@@ -121,24 +112,8 @@ class ProcessRuntime:
 
     # -- what the engine loop calls --------------------------------------------------------------
 
-    def free(self, info: FunctionInfo) -> int:
-        """How many more invocations of ``info``'s function to lease now."""
-        concurrency = min(info.spec.concurrency, self.workers_max)
-        with self._lock:
-            running = sum(1 for w in self._workers if w.running and w.key[0] == info.name)
-            held = running + len(self._waiting[info.name])
-        return max(0, HELD_PER_SLOT * concurrency - held)
-
-    def lease_s(self, info: FunctionInfo) -> float:
-        """How long to lease ``info``'s invocations: long enough to wait here and run."""
-        return HELD_PER_SLOT * info.spec.timeout_s + INIT_TIMEOUT_S
-
-    def submit(self, invocations: list[Invocation]) -> None:
-        """Run ``invocations`` (leased by the caller) as workers come free."""
-        with self._lock:
-            for invocation in invocations:
-                self._waiting[invocation.function].append(invocation)
-        self._wake()
+    def _running(self, function: str) -> int:
+        return sum(1 for w in self._workers if w.running and w.key[0] == function)
 
     def close(self) -> None:
         """Stop every worker. What they ran is not reported: its leases expire, or the

@@ -28,7 +28,6 @@ engine retries, with backoff, and dead-letters, the same on every runtime.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import io
 import json
@@ -47,13 +46,10 @@ from typing import Any, Final
 from tier0.engine._context import LogLines
 from tier0.engine._functions import FunctionInfo, Functions
 from tier0.engine._runner import Invocation, Outcome, describe
+from tier0.engine._service import INIT_TIMEOUT_S, HoldingRuntime
 from tier0.errors import InvalidArgument, NoSuchFunction
 
 TICK_S: Final = 0.05
-INIT_TIMEOUT_S: Final = 300.0
-#: Invocations held per unit of concurrency: one running, the rest leased and waiting here,
-#: so that a worker never waits on the loop and one lease (a commit) serves several.
-HELD_PER_SLOT: Final = 4
 _log = logging.getLogger(__name__)
 
 
@@ -183,7 +179,7 @@ class _Kind:
     idle_actors: list[Any] = field(default_factory=list)
 
 
-class RayRuntime:
+class RayRuntime(HoldingRuntime):
     """Runs invocations on Ray; see the module docstring."""
 
     def __init__(
@@ -213,39 +209,26 @@ class RayRuntime:
         self._task = ray.remote(max_retries=0, num_cpus=1)(_run_task)
         self._probe = ray.remote(max_retries=0, num_cpus=0)(_has_init)
         self._actor = ray.remote(max_restarts=0, max_task_retries=0, num_cpus=1)(_FunctionActor)
-        self._lock = threading.Lock()
+        super().__init__()
         self._kinds: dict[tuple[str, int], _Kind] = {}
-        self._waiting: dict[str, collections.deque[Invocation]] = collections.defaultdict(
-            collections.deque
-        )
         self._runs: list[_Run] = []
         self._finished: list[Outcome] = []
         self._closed = False
-        self._wake = threading.Event()
+        self._wakeup = threading.Event()
         self.killed = 0
         self._thread = threading.Thread(target=self._supervise, name="tier0-ray", daemon=True)
         self._thread.start()
 
-    def free(self, info: FunctionInfo) -> int:
-        concurrency = min(info.spec.concurrency, self.workers_max)
-        with self._lock:
-            running = sum(1 for r in self._runs if r.info.name == info.name)
-            held = running + len(self._waiting[info.name])
-        return max(0, HELD_PER_SLOT * concurrency - held)
+    def _running(self, function: str) -> int:
+        return sum(1 for r in self._runs if r.info.name == function)
 
-    def lease_s(self, info: FunctionInfo) -> float:
-        return HELD_PER_SLOT * info.spec.timeout_s + INIT_TIMEOUT_S
-
-    def submit(self, invocations: list[Invocation]) -> None:
-        with self._lock:
-            for invocation in invocations:
-                self._waiting[invocation.function].append(invocation)
-        self._wake.set()
+    def _wake(self) -> None:
+        self._wakeup.set()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-        self._wake.set()
+        self._wakeup.set()
         self._thread.join()
         for run in self._runs:
             self._ray.cancel(run.ref, force=True) if run.actor is None else self._kill(run.actor)
@@ -275,9 +258,9 @@ class RayRuntime:
             if refs:
                 done, _ = ray.wait(refs, num_returns=len(refs), timeout=TICK_S, fetch_local=True)
             else:
-                self._wake.wait(TICK_S)
+                self._wakeup.wait(TICK_S)
                 done = []
-            self._wake.clear()
+            self._wakeup.clear()
             with self._lock:
                 ended = set(done)
                 for run in self._runs:

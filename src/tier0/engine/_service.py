@@ -20,6 +20,7 @@ invocation once, and a lease is held by one runner at a time.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -57,6 +58,53 @@ class Runtime(Protocol):
 
 
 OnFinished = Callable[[list[Outcome]], None]
+#: Invocations a runtime holds per unit of a function's concurrency: one running, the
+#: rest leased and waiting in the runtime, so that a worker never waits on the loop and
+#: one lease (a commit) serves several runs.
+HELD_PER_SLOT: Final = 4
+#: How long a worker may take to import its code and run ``init`` before its first run.
+INIT_TIMEOUT_S: Final = 300.0
+
+
+class HoldingRuntime:
+    """What the runtimes share: the invocations each function holds, running and
+    waiting, bounded (`free`), and leases long enough for both (`lease_s`). A subclass
+    counts its runs (`_running`), wakes its supervisor (`_wake`) and sets
+    ``workers_max``."""
+
+    workers_max: int
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: Leased invocations waiting for a worker, per function name.
+        self._waiting: dict[str, collections.deque[Invocation]] = collections.defaultdict(
+            collections.deque
+        )
+
+    def free(self, info: FunctionInfo) -> int:
+        """How many more invocations of ``info``'s function to lease now."""
+        concurrency = min(info.spec.concurrency, self.workers_max)
+        with self._lock:
+            held = self._running(info.name) + len(self._waiting[info.name])
+        return max(0, HELD_PER_SLOT * concurrency - held)
+
+    def lease_s(self, info: FunctionInfo) -> float:
+        """How long to lease ``info``'s invocations: long enough to wait here and run."""
+        return HELD_PER_SLOT * info.spec.timeout_s + INIT_TIMEOUT_S
+
+    def submit(self, invocations: list[Invocation]) -> None:
+        """Run ``invocations`` (leased by the caller) as workers come free."""
+        with self._lock:
+            for invocation in invocations:
+                self._waiting[invocation.function].append(invocation)
+        self._wake()
+
+    def _running(self, function: str) -> int:
+        """Invocations of ``function`` running now (called holding the lock)."""
+        raise NotImplementedError
+
+    def _wake(self) -> None:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
