@@ -18,9 +18,12 @@ ALLOWED = {
     "meta": set(),
     "identity": {"meta"},
     "catalog": {"meta"},
-    "engine": {"meta"},
     "store": {"meta", "identity"},
     "db": {"meta", "identity", "store", "catalog"},
+    # The engine runs functions against the whole platform: principals for them, the
+    # kernel's types, the embedding model for its built-in, and (only at run time, in a
+    # worker) the client a function is given.
+    "engine": {"meta", "identity", "store", "catalog", "db", "_client"},
     "protocols": {"meta", "identity", "catalog", "db", "engine", "store", "_client"},
     "server": {"meta", "identity", "catalog", "db", "engine", "store", "_client", "protocols"},
     "cli": {
