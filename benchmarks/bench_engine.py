@@ -136,7 +136,10 @@ def run(context: Context) -> Section:
             if runtime == "ray":
                 import ray
 
-                ray.init(num_cpus=WORKERS, include_dashboard=False, log_to_driver=False)
+                ray.init(
+                    address="local", num_cpus=WORKERS, include_dashboard=False,
+                    log_to_driver=False,
+                )  # fmt: skip
             try:
                 latencies[runtime] = _latencies(t0, samples, runtime)
             finally:

@@ -25,12 +25,12 @@ GRANTS = (("s3:*", "/docs/*"),)
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     """One local Ray instance for the module (starting one takes seconds)."""
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
 
-def _wait(condition: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+def _wait(condition: Callable[[], Any], timeout_s: float = 180.0) -> Any:
     deadline = time.monotonic() + timeout_s
     while not (result := condition()):
         assert time.monotonic() < deadline, "timed out waiting"

@@ -78,7 +78,8 @@ from tier0.cli._base import Session, cell_text, human_bytes, json_default, pass_
     "--ray-address",
     metavar="ADDRESS",
     envvar="RAY_ADDRESS",
-    help="The Ray cluster for --runtime ray (e.g. ray://head:10001) [default: a local Ray].",
+    help="The Ray cluster for --runtime ray (e.g. ray://head:10001, or auto for one running "
+    "here) [default: a new local Ray].",
 )
 @pass_session
 def serve_command(

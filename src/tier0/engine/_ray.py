@@ -198,7 +198,8 @@ class RayRuntime(HoldingRuntime):
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             options = {"include_dashboard": False, "log_to_driver": False, **(ray_options or {})}
-            ray.init(address=address, **options)
+            # No address: a new local instance of our own ("auto" joins a running one).
+            ray.init(address=address or "local", **options)
         self._data_dir = Path(data_dir)
         self._functions = functions
         self._on_finished = on_finished
