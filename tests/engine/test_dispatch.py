@@ -186,3 +186,18 @@ def test_schedule_triggers_fire_on_their_cron_times_with_an_injected_clock(
         TriggerSpec("bad", "report", schedule="every day")
     with pytest.raises(InvalidArgument, match="takes no stream, bucket"):
         TriggerSpec("bad", "report", schedule="@daily", bucket="docs")
+
+
+def test_an_updated_trigger_keeps_its_place_and_matches_anew(t0: tier0.Tier0) -> None:
+    triggers, dispatcher = _engine(t0)
+    t0.create_bucket("docs")
+    made = triggers.create(TriggerSpec("t", "f", bucket="docs", prefix="a/"), created_by="root")
+    t0.put("docs", "b/1", b"x")  # written before the update, after the trigger was made
+    updated = triggers.update(TriggerSpec("t", "extract", bucket="docs", prefix="b/"))
+    assert (updated.after_seq, updated.spec.function, updated.spec.function_version) == (
+        made.after_seq, "extract", 1,
+    )  # fmt: skip
+    dispatcher.dispatch()
+    assert [(row[0], row[1], row[2]) for row in _invocations(t0)] == [("t", "extract", "b/1")]
+    with pytest.raises(NoSuchTrigger):
+        triggers.update(TriggerSpec("nope", "f"))

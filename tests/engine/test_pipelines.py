@@ -53,9 +53,16 @@ def test_a_three_step_pipeline_runs_end_to_end(t0: tier0.Tier0) -> None:
     ).rows}  # fmt: skip
     assert {"ObjectCreated:Put", "TableRowsInserted"} <= kinds
     assert t0.sql("SELECT name FROM pipelines").rows == [("ingest",)]
-    # Deployed again: new function versions, the same triggers pinned to them.
+    # Deployed again: new function versions, the same triggers pinned to them, keeping
+    # their place in the event log (a PUT between the two deploys is not missed).
+    places = {t.spec.name: t.after_seq for t in t0.engine.triggers()}
+    t0.put("docs", "raw/c.txt", b"Written   BETWEEN")
     t0.engine.deploy_pipeline(DEFINITION)
     assert {t.spec.function_version for t in t0.engine.triggers()} == {2}
+    assert {t.spec.name: t.after_seq for t in t0.engine.triggers()} == places
+    with t0.engine.start(workers=3, idle_s=0.2):
+        _wait(lambda: t0.get_tags("docs", "raw/c.txt").get("indexed") == "true")
+    assert t0.get("docs", "text/c.txt").read() == b"written between"
     t0.engine.remove_pipeline("ingest")
     assert t0.engine.triggers() == [] and t0.engine.functions() == []
     assert t0.engine.pipelines() == []

@@ -147,6 +147,11 @@ class DataEngine:
         self._authorize("tier0:ManageTriggers", f"/triggers/{spec.name}")
         return self._triggers.create(spec, created_by=self._principal_id)
 
+    def update_trigger(self, spec: TriggerSpec) -> TriggerInfo:
+        """Change trigger ``spec.name`` to ``spec``, keeping its place in the event log."""
+        self._authorize("tier0:ManageTriggers", f"/triggers/{spec.name}")
+        return self._triggers.update(spec)
+
     def trigger(self, name: str) -> TriggerInfo:
         self._authorize("tier0:ReadEngine", f"/triggers/{name}")
         return self._triggers.get(name)
@@ -190,7 +195,7 @@ class DataEngine:
         self._authorize("tier0:DeployPipeline", f"/pipelines/{pipeline.name}")
         self._pipelines.deploy(
             pipeline, deploy_function=self.deploy, add_trigger=self.add_trigger,
-            deployed_by=self._principal_id,
+            update_trigger=self.update_trigger, deployed_by=self._principal_id,
         )  # fmt: skip
         return pipeline
 

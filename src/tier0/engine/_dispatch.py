@@ -123,6 +123,35 @@ class Triggers:
         result: TriggerInfo = self._committer.run(op)
         return result
 
+    def update(self, spec: TriggerSpec) -> TriggerInfo:
+        """Make trigger ``spec.name`` match and run as ``spec`` says (pinned to its
+        function's latest version unless it names one), keeping its place: events,
+        messages and times after the last it dispatched still run it, under the new
+        spec, so a redeploy misses nothing. Its state (active, paused) stays."""
+
+        def op(tx: WriteTx) -> TriggerInfo:
+            row = tx.query_one(
+                "SELECT spec, state, after_seq FROM t0_triggers WHERE name = ?", (spec.name,)
+            )
+            if row is None:
+                raise NoSuchTrigger(f"there is no trigger named {spec.name!r}")
+            before = _spec(load_json(row[0]))
+            pinned = replace(
+                spec, function_version=_version(tx, spec.function, spec.function_version)
+            )
+            if pinned.stream is not None and pinned.stream != before.stream:
+                _start_group(tx, pinned)
+            if pinned.schedule is not None and before.schedule is None:
+                _set_cursor(tx, _schedule_cursor(spec.name), int(self._clock() * 1_000_000))
+            tx.execute(
+                "UPDATE t0_triggers SET spec = ? WHERE name = ?",
+                (dump_json(_spec_json(pinned)), spec.name),
+            )
+            return TriggerInfo(pinned, row[1], int(row[2]))
+
+        result: TriggerInfo = self._committer.run(op)
+        return result
+
     def list(self) -> list[TriggerInfo]:
         with self._meta.reader() as db:
             rows = db.query_all("SELECT spec, state, after_seq FROM t0_triggers ORDER BY name")

@@ -22,9 +22,10 @@ others by import path (the built-ins, say).
 
 Steps chain through the data they write: ``extract`` writes ``text/...``,
 which is an event, which runs ``embed``; each step is visible in the
-catalog and the event log. Deploying again replaces the pipeline: changed
-functions get a new version, and every trigger is made again, pinned to
-its function's latest version (triggers gone from the definition go).
+catalog and the event log. Deploying again replaces the pipeline: its
+functions get a new version, its triggers are changed in place to the new
+definition, pinned to the new versions, keeping their place in the event log
+(so nothing written meanwhile is missed); those gone from the definition go.
 `status` shows each trigger with its invocations by status and the last
 error.
 """
@@ -146,17 +147,20 @@ class Pipelines:
         self._triggers = Triggers(meta, committer)
 
     def deploy(self, pipeline: Pipeline, *, deploy_function: Any, add_trigger: Any,
-               deployed_by: str) -> None:  # fmt: skip
+               update_trigger: Any, deployed_by: str) -> None:  # fmt: skip
         """Deploy (or replace) ``pipeline``: its functions through ``deploy_function(spec,
-        package=...)``, its triggers through ``add_trigger(spec)`` (the caller's, which
-        check rights and make principals)."""
+        package=...)``, its triggers through ``add_trigger(spec)`` or, for those it had,
+        ``update_trigger(spec)`` (the caller's, which check rights and make principals).
+        A trigger kept keeps its place in the event log: nothing between the two
+        definitions is missed."""
         before = self._steps(pipeline.name)
         for spec in pipeline.functions:
             package = pipeline.package if spec.name in pipeline.packaged else None
             deploy_function(spec, package=package)
-        self._drop(before["triggers"], [])
+        keep = {t.name for t in pipeline.triggers} & set(before["triggers"])
+        self._drop(sorted(set(before["triggers"]) - keep), [])
         for trigger in pipeline.triggers:
-            add_trigger(trigger)
+            (update_trigger if trigger.name in keep else add_trigger)(trigger)
         self._drop([], sorted(set(before["functions"]) - {f.name for f in pipeline.functions}))
         record = {
             "definition": pipeline.document,
