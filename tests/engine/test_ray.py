@@ -78,6 +78,22 @@ def test_functions_run_as_ray_tasks_and_actors(local_ray: None, tmp_path: Path) 
         assert sorted(lines) == [f"task ran for t/{i}" for i in range(3)]
 
 
+def test_idle_actors_make_room_for_other_functions(local_ray: None, tmp_path: Path) -> None:
+    with tier0.open(tmp_path / "data") as t0:
+        t0.create_bucket("docs")
+        for name in ("a", "b", "c"):
+            t0.engine.deploy(FunctionSpec(name, "t0test_fns:upper", concurrency=1,
+                                          grants=GRANTS), package=PACKAGE)  # fmt: skip
+            t0.engine.add_trigger(TriggerSpec(name, name, bucket="docs", prefix=f"{name}/"))
+        with t0.engine.start(runtime="ray", workers=2, idle_s=0.2) as loop:
+            for count, name in enumerate(("a", "b", "c"), 1):
+                t0.put("docs", f"{name}/x", name.encode())
+                _wait(lambda n=count: len(t0.engine.invocations(status="done")) == n)
+                actors = loop.runtime.statistics()["actors"]  # type: ignore[attr-defined]
+                assert actors <= 2, actors
+        assert [t0.get("docs", "out/x").read()] == [b"C"]
+
+
 def test_serve_runs_functions_on_the_ray_cluster_it_is_given(
     local_ray: None, tmp_path: Path
 ) -> None:

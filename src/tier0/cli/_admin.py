@@ -469,7 +469,8 @@ def fsck_command(session: Session, deep: bool) -> None:
     """Check metadata against chunks (exit code 1 on problems).
 
     Finds missing chunks, reference-count drift and orphan chunk files;
-    --deep also finds chunks whose bytes no longer match their hash.
+    --deep also finds chunks whose bytes no longer match their hash. Checks
+    the DataEngine's invocations, triggers and streams against each other.
 
     \b
     Examples:
@@ -478,12 +479,15 @@ def fsck_command(session: Session, deep: bool) -> None:
     """
     with session.open() as t0:
         report = t0.check(deep=deep)
-    for problem in report.problems:
+        engine = t0.engine.check()
+    problems = [*report.problems, *engine.problems]
+    for problem in problems:
         click.echo(f"problem: {problem}")
-    verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+    verdict = "ok" if not problems else f"{len(problems)} problem(s)"
     click.echo(
         f"fsck: {verdict}; checked {report.versions_checked} versions, {report.chunks_checked} chunks"
-        f" ({report.orphans} orphan files)"
+        f" ({report.orphans} orphan files), {engine.invocations_checked} invocations,"
+        f" {engine.triggers_checked} triggers, {engine.streams_checked} streams"
     )
-    if not report.ok:
+    if problems:
         raise SystemExit(1)

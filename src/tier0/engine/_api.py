@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from tier0.engine._check import EngineCheckReport, check_engine
 from tier0.engine._dispatch import TriggerInfo, Triggers
 from tier0.engine._functions import FunctionInfo, Functions, FunctionSpec, zip_directory
 from tier0.engine._pipelines import Pipeline, Pipelines, StepStatus
@@ -295,6 +296,11 @@ class DataEngine:
             for line in (load_json(row[2]) if row[2] else [])
         ]
         return sorted(lines, key=lambda line: (line.time, line.invocation))
+
+    def check(self) -> EngineCheckReport:
+        """The engine's fsck: invocations, triggers and streams against each other."""
+        self._authorize("tier0:Check", "/")
+        return check_engine(self._kernel.meta)
 
     # -- running --------------------------------------------------------------------------------
 

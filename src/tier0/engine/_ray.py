@@ -17,7 +17,9 @@ directory itself on the engine's host, elsewhere a node-local directory with
 the same PostgreSQL metadata and shared chunk store (a SQLite store is
 reachable from a local Ray only).
 
-Limits: concurrency and in-flight bounds as in the embedded runtime; a run
+Limits: concurrency and in-flight bounds as in the embedded runtime, and at
+most ``workers_max`` actors, busy or idle (an idle actor holds its CPU in
+Ray: the longest idle goes to make room for another function's); a run
 past its timeout is cancelled with ``force=True`` (its Ray worker process
 is killed) or, on an actor, the actor is killed and replaced; memory is
 requested from Ray's scheduler (``memory=``), and Ray's memory monitor kills
@@ -244,6 +246,8 @@ class RayRuntime(HoldingRuntime):
             return {
                 "running": len(self._runs),
                 "waiting": sum(len(q) for q in self._waiting.values()),
+                "actors": sum(1 for run in self._runs if run.actor is not None)
+                + sum(len(kind.idle_actors) for kind in self._kinds.values()),
                 "killed": self.killed,
             }
 
@@ -344,11 +348,22 @@ class RayRuntime(HoldingRuntime):
         if kind.idle_actors:
             actor, starting, allowance = kind.idle_actors.pop(), None, 0.0
         else:
+            self._make_room()
             actor = self._actor.options(memory=memory).remote(setup, kind.package)
             starting, allowance = actor.ready.remote(), INIT_TIMEOUT_S
         ref = actor.run.remote(message)
         deadline = time.monotonic() + info.spec.timeout_s + allowance
         return _Run(invocation, info, ref, deadline, actor, starting)
+
+    def _make_room(self) -> None:
+        """Keep the actors, busy and idle, within ``workers_max``: an idle actor holds
+        its CPU in Ray, and enough of them would leave none for a new one."""
+        busy = sum(1 for run in self._runs if run.actor is not None)
+        idle = [kind for kind in self._kinds.values() if kind.idle_actors]
+        while idle and busy + sum(len(kind.idle_actors) for kind in idle) >= self.workers_max:
+            largest = max(idle, key=lambda kind: len(kind.idle_actors))
+            self._kill(largest.idle_actors.pop(0))  # its longest idle
+            idle = [kind for kind in idle if kind.idle_actors]
 
     def _setup(self, info: FunctionInfo) -> dict[str, Any]:
         return {
