@@ -4,24 +4,20 @@ its PUT, and forgets a removed one."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import tier0
+from tests.engine import wait_for
 from tier0.engine.builtins import embedding
 
 pytestmark = pytest.mark.slow
 
 
 def _wait(condition: Callable[[], Any], timeout_s: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.1)
-    return result
+    return wait_for(condition, timeout_s)
 
 
 def _nearest(t0: tier0.Tier0, text: str) -> list[str]:

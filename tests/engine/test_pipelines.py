@@ -4,24 +4,22 @@ before wrote), its status, a redeploy, and its teardown; bad definitions refused
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import tier0
+from tests.engine import wait_for
 from tier0.engine._pipelines import Pipeline
 from tier0.errors import InvalidArgument
 
 DEFINITION = Path(__file__).parent / "pipeline.yaml"
 
 
-def _wait(condition: Any, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
+def _wait(condition: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+    return wait_for(condition, timeout_s)
 
 
 def test_a_three_step_pipeline_runs_end_to_end(t0: tier0.Tier0) -> None:

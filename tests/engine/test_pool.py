@@ -7,7 +7,6 @@ rest carries on; per-key order; a slow function delays only itself.
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 import tier0
+from tests.engine import wait_for
 from tier0.engine import EngineLoop, FunctionSpec, TriggerSpec
 from tier0.engine._service import HELD_PER_SLOT
 from tier0.errors import AccessDenied, InvalidArgument, NoSuchFunction
@@ -28,11 +28,7 @@ def _deploy(t0: tier0.Tier0, name: str, handler: str, **limits: Any) -> None:
 
 
 def _wait(condition: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
-    return result
+    return wait_for(condition, timeout_s)
 
 
 def _settled(t0: tier0.Tier0, count: int) -> Callable[[], bool]:

@@ -6,7 +6,6 @@ processes, and ``tier0 serve --runtime ray``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 import tier0
+from tests.engine import wait_for
 from tier0.engine import FunctionSpec, TriggerSpec
 
 ray = pytest.importorskip("ray", reason="the Ray runtime's tests need `pip install 'tier0[ray]'`")
@@ -31,11 +31,7 @@ def local_ray() -> Iterator[None]:
 
 
 def _wait(condition: Callable[[], Any], timeout_s: float = 180.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
-    return result
+    return wait_for(condition, timeout_s)
 
 
 def test_functions_run_as_ray_tasks_and_actors(local_ray: None, tmp_path: Path) -> None:

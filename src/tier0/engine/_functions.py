@@ -23,10 +23,14 @@ import builtins
 import hashlib
 import importlib.util
 import io
+import os
 import re
+import shutil
+import threading
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from tier0.engine._runner import DEAD_COLUMNS, dead_letter
@@ -210,8 +214,6 @@ def check_package(package: bytes, module: str) -> None:
 
 def zip_directory(directory: str) -> bytes:
     """The files under ``directory`` as a code package (``__pycache__`` and dot files left out)."""
-    from pathlib import Path
-
     root = Path(directory)
     if not root.is_dir():
         raise InvalidArgument(f"{directory} is not a directory")
@@ -224,6 +226,23 @@ def zip_directory(directory: str) -> bytes:
             ):
                 archive.write(path, relative.as_posix())
     return buffer.getvalue()
+
+
+def unpack(package: bytes, target: Path) -> Path:
+    """``package`` unpacked at ``target`` (once: unpacked beside it and renamed into
+    place, so concurrent workers never see half a package). Its paths were checked
+    when it was deployed (`check_package`)."""
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+    with zipfile.ZipFile(io.BytesIO(package)) as archive:
+        archive.extractall(staging)
+    try:
+        staging.rename(target)
+    except OSError:  # another process unpacked it first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _check_range(

@@ -30,24 +30,21 @@ database commit, the next run need not wait for it).
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Final
 
-from tier0.engine._functions import FunctionInfo, Functions
+from tier0.engine._functions import FunctionInfo, Functions, unpack
 from tier0.engine._runner import Invocation, Outcome
 from tier0.engine._service import INIT_TIMEOUT_S, HoldingRuntime
 from tier0.errors import InvalidArgument, NoSuchFunction
@@ -350,15 +347,7 @@ class ProcessRuntime(HoldingRuntime):
         package = self._functions.package(info.name, info.version)
         if package is None:
             raise InvalidArgument(f"function {info.name} version {info.version} has no package")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
-        with zipfile.ZipFile(io.BytesIO(package)) as archive:
-            archive.extractall(staging)  # paths were checked at deploy (check_package)
-        try:
-            staging.rename(target)
-        except OSError:  # another engine unpacked it first
-            shutil.rmtree(staging, ignore_errors=True)
-        return target
+        return unpack(package, target)
 
 
 def _resident_mb(pid: int) -> float:

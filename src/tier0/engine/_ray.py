@@ -31,22 +31,18 @@ engine retries, with backoff, and dead-letters, the same on every runtime.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import os
-import shutil
 import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from tier0.engine._context import LogLines
-from tier0.engine._functions import FunctionInfo, Functions
+from tier0.engine._functions import FunctionInfo, Functions, unpack
 from tier0.engine._runner import Invocation, Outcome, describe
 from tier0.engine._service import INIT_TIMEOUT_S, HoldingRuntime
 from tier0.errors import InvalidArgument, NoSuchFunction
@@ -75,15 +71,7 @@ def _code_here(setup: dict[str, Any], package: bytes | None) -> dict[str, Any]:
         return {**setup, "code": None}
     digest = hashlib.sha256(package).hexdigest()[:16]
     target = Path(tempfile.gettempdir()) / "tier0-ray-code" / f"{setup['function']}-{digest}"
-    if not target.is_dir():
-        staging = target.with_name(f".{target.name}.{os.getpid()}")
-        with zipfile.ZipFile(io.BytesIO(package)) as archive:
-            archive.extractall(staging)
-        try:
-            staging.rename(target)
-        except OSError:  # unpacked meanwhile by another worker of this node
-            shutil.rmtree(staging, ignore_errors=True)
-    return {**setup, "code": str(target)}
+    return {**setup, "code": str(unpack(package, target))}
 
 
 def _opened_setup(setup: dict[str, Any]) -> dict[str, Any]:
