@@ -197,10 +197,47 @@ class Dispatcher:
         self._clock = clock
 
     def dispatch(self, *, events_max: int = DISPATCH_EVENTS_MAX) -> DispatchReport:
-        """Handle the next events (at most ``events_max``) in one transaction."""
+        """Handle the next events (at most ``events_max``) in one transaction.
+
+        Looks first, with reads (which never wait on a writer), whether there is
+        anything to do: an engine round runs after every commit, and a write
+        transaction each time would take the write lock from the writers it serves.
+        """
         if not 1 <= events_max <= DISPATCH_EVENTS_MAX:
             raise InvalidArgument(f"events_max is 1..{DISPATCH_EVENTS_MAX}")
+        idle = self._idle()
+        if idle is not None:
+            return DispatchReport(0, 0, idle)
         return self._committer.run(lambda tx: self._dispatch(tx, events_max))
+
+    def _idle(self) -> int | None:
+        """The cursor, if no event, message or scheduled time awaits dispatch; else None."""
+        now = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC)
+        with self._meta.reader() as db:
+            latest = int(db.query_one("SELECT value FROM t0_counters WHERE name = 'seq'")[0])
+            row = db.query_one("SELECT seq FROM t0_cursors WHERE name = ?", (CURSOR,))
+            cursor = int(row[0]) if row else 0
+            if latest > cursor:
+                return None
+            if db.query_one(
+                "SELECT 1 FROM t0_triggers t JOIN t0_stream_groups g"
+                " ON g.group_name = 'trigger.' || t.name JOIN t0_streams s ON s.name = g.stream"
+                " WHERE t.state = ? AND g.committed < s.next_offset LIMIT 1",
+                (ACTIVE,),
+            ):
+                return None
+            for spec_json, last_us in db.query_all(
+                "SELECT t.spec, c.seq FROM t0_triggers t JOIN t0_cursors c"
+                " ON c.name = 'schedule.' || t.name WHERE t.state = ?",
+                (ACTIVE,),
+            ):
+                schedule = load_json(spec_json)["schedule"]
+                due = Cron.parse(schedule).after(
+                    dt.datetime.fromtimestamp(int(last_us) / 1_000_000, tz=dt.UTC)
+                )
+                if due is not None and due <= now:
+                    return None
+        return cursor
 
     def _dispatch(self, tx: WriteTx, events_max: int) -> DispatchReport:
         messages, made = _dispatch_streams(tx, events_max)

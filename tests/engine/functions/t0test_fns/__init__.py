@@ -74,3 +74,10 @@ def record(ctx: Any, event: dict[str, Any]) -> None:
     """A stream message becomes ``seen/<stream>/<offset>`` holding its value."""
     ctx.client.put("docs", f"seen/{event['stream']}/{event['offset']}", event["value"],
                    metadata={"key": event["key"] or ""})  # fmt: skip
+
+
+def span(ctx: Any, event: dict[str, Any]) -> None:
+    """Sleep a little, logging when it began and ended (ns): for ordering tests."""
+    began = time.time_ns()
+    time.sleep(0.2)
+    ctx.log.info("%d %d", began, time.time_ns())
