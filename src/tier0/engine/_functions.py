@@ -54,6 +54,8 @@ SECRET_BYTES_MAX: Final = 64 * 1024
 ENVIRONMENT_BYTES_MAX: Final = 64 * 1024
 GRANTS_MAX: Final = 64
 VERSIONS_MAX: Final = 10_000
+#: Deployed versions one process keeps in memory (they never change).
+VERSIONS_CACHED_MAX: Final = 4096
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _HANDLER: Final = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -336,6 +338,8 @@ class Functions:
                 f"there is no function {name!r}{which}: deploy it first (tier0 fn deploy)"
             )
         info = FunctionInfo(FunctionSpec.from_json(load_json(row[0])), int(row[1]), row[2])
+        if len(self._versions) >= VERSIONS_CACHED_MAX:
+            self._versions.clear()  # rare: read again as they are used
         self._versions[(name, info.version)] = info
         return info
 

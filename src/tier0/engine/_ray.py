@@ -61,6 +61,8 @@ def _ray() -> Any:
 
 # -- what runs inside Ray -----------------------------------------------------------------------
 
+#: Functions one Ray worker process keeps loaded.
+LOADED_MAX: Final = 32
 #: Loaded functions of this Ray worker process, by (name, version).
 _LOADED: dict[tuple[str, int], tuple[Any, Any, LogLines]] = {}
 
@@ -91,6 +93,9 @@ def _load(setup: dict[str, Any], package: bytes | None) -> tuple[Any, Any, LogLi
 
     key = (setup["function"], setup["version"])
     if key not in _LOADED:
+        if len(_LOADED) >= LOADED_MAX:  # the longest loaded goes (its client closed)
+            oldest = next(iter(_LOADED))
+            _LOADED.pop(oldest)[0].close()
         sink = LogLines()
         ctx, handler = load_function(_opened_setup(_code_here(setup, package)), sink)
         _LOADED[key] = (ctx, handler, sink)
