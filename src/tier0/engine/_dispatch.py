@@ -219,24 +219,10 @@ class Dispatcher:
             cursor = int(row[0]) if row else 0
             if latest > cursor:
                 return None
-            if db.query_one(
-                "SELECT 1 FROM t0_triggers t JOIN t0_stream_groups g"
-                " ON g.group_name = 'trigger.' || t.name JOIN t0_streams s ON s.name = g.stream"
-                " WHERE t.state = ? AND g.committed < s.next_offset LIMIT 1",
-                (ACTIVE,),
-            ):
+            if db.query_one(_STREAM_TRIGGERS_BEHIND + " LIMIT 1", (ACTIVE,)):
                 return None
-            for spec_json, last_us in db.query_all(
-                "SELECT t.spec, c.seq FROM t0_triggers t JOIN t0_cursors c"
-                " ON c.name = 'schedule.' || t.name WHERE t.state = ?",
-                (ACTIVE,),
-            ):
-                schedule = load_json(spec_json)["schedule"]
-                due = Cron.parse(schedule).after(
-                    dt.datetime.fromtimestamp(int(last_us) / 1_000_000, tz=dt.UTC)
-                )
-                if due is not None and due <= now:
-                    return None
+            if _due(db.query_all(_SCHEDULE_TRIGGERS, (ACTIVE,)), now):
+                return None
         return cursor
 
     def _dispatch(self, tx: WriteTx, events_max: int) -> DispatchReport:
@@ -343,6 +329,33 @@ def _set_cursor(tx: WriteTx, name: str, value: int) -> None:
     )
 
 
+#: Active schedule triggers and the time each last fired (microseconds).
+_SCHEDULE_TRIGGERS: Final = (
+    "SELECT t.spec, c.seq FROM t0_triggers t JOIN t0_cursors c"
+    " ON c.name = 'schedule.' || t.name WHERE t.state = ?"
+)
+#: Active stream triggers whose group is behind the end of their stream.
+_STREAM_TRIGGERS_BEHIND: Final = (
+    "SELECT t.spec, g.committed FROM t0_triggers t JOIN t0_stream_groups g"
+    " ON g.group_name = 'trigger.' || t.name JOIN t0_streams s ON s.name = g.stream"
+    " WHERE t.state = ? AND g.committed < s.next_offset"
+)
+
+
+def _due(rows: list[Any], now: dt.datetime) -> list[tuple[TriggerSpec, dt.datetime, Cron]]:
+    """Of ``_SCHEDULE_TRIGGERS`` rows, those whose next time has come: (spec, that time,
+    its schedule)."""
+    found = []
+    for spec_json, last_us in rows:
+        spec = _spec(load_json(spec_json))
+        assert spec.schedule is not None
+        cron = Cron.parse(spec.schedule)
+        due = cron.after(dt.datetime.fromtimestamp(int(last_us) / 1_000_000, tz=dt.UTC))
+        if due is not None and due <= now:
+            found.append((spec, due, cron))
+    return found
+
+
 def _dispatch_schedules(tx: WriteTx, now: float) -> int:
     """An invocation for each active schedule trigger whose next time has come.
 
@@ -351,20 +364,9 @@ def _dispatch_schedules(tx: WriteTx, now: float) -> int:
     saying how many it stands for (``missed``), as cron and Kubernetes'
     CronJobs skip what they missed.
     """
-    rows = tx.query_all(
-        "SELECT t.spec, c.seq FROM t0_triggers t JOIN t0_cursors c"
-        " ON c.name = 'schedule.' || t.name WHERE t.state = ?",
-        (ACTIVE,),
-    )
     moment = dt.datetime.fromtimestamp(now, tz=dt.UTC)
     made = 0
-    for spec_json, last_us in rows:
-        spec = _spec(load_json(spec_json))
-        assert spec.schedule is not None
-        cron = Cron.parse(spec.schedule)
-        due = cron.after(dt.datetime.fromtimestamp(int(last_us) / 1_000_000, tz=dt.UTC))
-        if due is None or due > moment:
-            continue
+    for spec, due, cron in _due(tx.query_all(_SCHEDULE_TRIGGERS, (ACTIVE,)), moment):
         missed = 0
         while (later := cron.after(due)) is not None and later <= moment and missed < 100_000:
             due, missed = later, missed + 1
@@ -379,12 +381,7 @@ def _dispatch_schedules(tx: WriteTx, now: float) -> int:
 def _dispatch_streams(tx: WriteTx, messages_max: int) -> tuple[int, int]:
     """Invocations for the new messages of streams that active triggers read: (messages
     read, invocations made). Each trigger's group moves past what it read, in ``tx``."""
-    rows = tx.query_all(
-        "SELECT t.spec, g.committed FROM t0_triggers t JOIN t0_stream_groups g"
-        " ON g.group_name = 'trigger.' || t.name JOIN t0_streams s ON s.name = g.stream"
-        " WHERE t.state = ? AND g.committed < s.next_offset",
-        (ACTIVE,),
-    )
+    rows = tx.query_all(_STREAM_TRIGGERS_BEHIND, (ACTIVE,))
     read = made = 0
     for spec_json, committed in rows:
         spec = _spec(load_json(spec_json))
