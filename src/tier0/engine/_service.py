@@ -20,6 +20,7 @@ invocation once, and a lease is held by one runner at a time.
 
 from __future__ import annotations
 
+import abc
 import collections
 import logging
 import threading
@@ -66,7 +67,7 @@ HELD_PER_SLOT: Final = 4
 INIT_TIMEOUT_S: Final = 300.0
 
 
-class HoldingRuntime:
+class HoldingRuntime(abc.ABC):
     """What the runtimes share: the invocations each function holds, running and
     waiting, bounded (`free`), and leases long enough for both (`lease_s`). A subclass
     counts its runs (`_running`), wakes its supervisor (`_wake`) and sets
@@ -99,12 +100,13 @@ class HoldingRuntime:
                 self._waiting[invocation.function].append(invocation)
         self._wake()
 
+    @abc.abstractmethod
     def _running(self, function: str) -> int:
         """Invocations of ``function`` running now (called holding the lock)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _wake(self) -> None:
-        raise NotImplementedError
+        """Make the supervisor look at the waiting invocations now."""
 
 
 @dataclass(frozen=True)
