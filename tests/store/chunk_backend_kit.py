@@ -110,9 +110,20 @@ class ChunkBackendKit:
         assert backend.read(name_of(blob)) == blob
         assert list(backend.names()) == [name_of(blob)]
 
+    @pytest.mark.parametrize("head_bytes", [0, 1, 49, 300_000, 400_000])
+    def test_read_split_returns_head_and_rest_of_blob(
+        self, backend: ChunkBackend, head_bytes: int
+    ) -> None:
+        blob = blob_of(3, 300_000)
+        backend.write(name_of(blob), blob)
+        head, rest = backend.read_split(name_of(blob), head_bytes)
+        assert (head, rest) == (blob[:head_bytes], blob[head_bytes:])
+
     def test_read_raises_chunk_missing_when_absent(self, backend: ChunkBackend) -> None:
         with pytest.raises(ChunkMissing, match=name_of(b"absent")):
             backend.read(name_of(b"absent"))
+        with pytest.raises(ChunkMissing, match=name_of(b"absent")):
+            backend.read_split(name_of(b"absent"), 49)
 
     @pytest.mark.parametrize(
         "name",

@@ -18,15 +18,15 @@ from hypothesis import strategies as st
 from tier0.errors import ChunkCorrupted, InvalidArgument
 from tier0.store._chunking import (
     CHUNK_BYTES_MAX,
+    HEADER_BYTES,
     ChunkingPolicy,
     Codec,
     chunk_name,
     decode_chunk,
+    decode_split,
     encode_chunk,
     iter_chunks,
 )
-
-HEADER_BYTES = len(encode_chunk(b"").blob)  # a RAW blob is header + data
 
 # Small sizes, so that a few KiB of input already spans many chunks.
 SMALL = ChunkingPolicy(size_min_bytes=64, size_avg_bytes=256, size_max_bytes=1024)
@@ -257,11 +257,58 @@ def test_decode_raises_chunk_corrupted_when_blob_truncated(data: bytes, cut: int
         decode_chunk(encoded.hash, encoded.blob[: cut % len(encoded.blob)])
 
 
-def test_decode_raises_chunk_corrupted_when_hash_names_other_content() -> None:
+def test_decode_raises_chunk_corrupted_when_blob_is_another_chunk() -> None:
     encoded = encode_chunk(b"some content" * 1000)
     other = blake3.blake3(b"other").digest()
-    with pytest.raises(ChunkCorrupted, match=f"chunk {other.hex()}: content hashes to"):
+    with pytest.raises(ChunkCorrupted, match=f"chunk {other.hex()}: the blob holds chunk"):
         decode_chunk(other, encoded.blob)
+
+
+def test_decode_deep_raises_chunk_corrupted_when_content_rewritten_with_its_crc() -> None:
+    # What a party that can write the blobs (remote storage) can do: new
+    # content, a CRC to match, the old name in the header. Only the hash sees it.
+    original, forged = encode_chunk(os.urandom(5000)), encode_chunk(os.urandom(5000))
+    blob = original.header[:13] + forged.header[13:17] + original.header[17:] + forged.payload
+    assert decode_chunk(original.hash, blob) == bytes(forged.payload)
+    with pytest.raises(ChunkCorrupted, match="content hashes to"):
+        decode_chunk(original.hash, blob, deep=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.one_of(contents, compressible), cut=st.integers(0, HEADER_BYTES + 10))
+def test_decode_split_returns_what_decode_chunk_returns(data: bytes, cut: int) -> None:
+    encoded = encode_chunk(data)
+    blob = encoded.blob
+    assert decode_split(encoded.hash, blob[:HEADER_BYTES], blob[HEADER_BYTES:]) == data
+    assert decode_split(encoded.hash, blob[:HEADER_BYTES], blob[HEADER_BYTES:], deep=True) == data
+    # A head that is not the whole header is refused or rejoined, never misread.
+    try:
+        assert decode_split(encoded.hash, blob[:cut], blob[cut:]) == data
+    except ChunkCorrupted as error:
+        assert cut < HEADER_BYTES and chunk_name(encoded.hash) in str(error)
+
+
+def test_decode_split_returns_raw_payload_without_copying_it() -> None:
+    encoded = encode_chunk(os.urandom(100_000))
+    rest = encoded.blob[HEADER_BYTES:]
+    assert decode_split(encoded.hash, encoded.blob[:HEADER_BYTES], rest) is rest
+
+
+@pytest.mark.parametrize("data", [b"", os.urandom(70_000), b"compressible " * 9000])
+def test_decode_reads_compact_blobs_verifying_their_hash(data: bytes) -> None:
+    digest = blake3.blake3(data).digest()
+    blob = encode_chunk(data, compact=True).blob
+    assert blob.startswith(b"T0C\x01") and len(blob) < len(data) + HEADER_BYTES
+    assert decode_chunk(digest, blob) == data
+    assert decode_split(digest, blob[:HEADER_BYTES], blob[HEADER_BYTES:]) == data
+    if data:
+        corrupted = bytearray(blob)
+        corrupted[-1] ^= 1
+        with pytest.raises(ChunkCorrupted, match=chunk_name(digest)):
+            decode_chunk(digest, bytes(corrupted))
+    other = blake3.blake3(b"other").digest()
+    with pytest.raises(ChunkCorrupted, match="content hashes to"):
+        decode_chunk(other, blob)
 
 
 def test_decode_raises_chunk_corrupted_when_header_declares_huge_length() -> None:

@@ -43,7 +43,7 @@ from tests.store.test_store import (  # noqa: F401 -- collected here again, with
     test_unversioned_overwrite_drops_old_chunks,
     test_versioning_keeps_versions_and_delete_markers,
 )
-from tier0.errors import ChunkMissing, InvalidArgument, StorageFull, StoreFailed
+from tier0.errors import ChunkCorrupted, ChunkMissing, InvalidArgument, StorageFull, StoreFailed
 from tier0.store import (
     ChunkBackend,
     LocalChunkBackend,
@@ -52,6 +52,7 @@ from tier0.store import (
     iter_chunks,
     open_chunk_backend,
 )
+from tier0.store._chunking import HEADER_BYTES, decode_chunk, encode_chunk
 
 pytestmark = pytest.mark.slow
 
@@ -634,6 +635,28 @@ def test_tier0_open_remembers_where_chunks_live(
     with pytest.raises(InvalidArgument):
         tier0.open(tmp_path / "other", chunks_url="relative/dir")
     assert not (tmp_path / "other" / "tier0.json").exists()
+
+
+def test_a_read_checks_the_hash_of_what_the_remote_store_returns(
+    tmp_path: pathlib.Path, chunk_store: ChunkStore
+) -> None:
+    # Whoever can write the bucket can replace a blob with other content, a
+    # CRC to match and the old name in its header; the local backend's CRC
+    # check would pass it, a remote backend's reads hash the content.
+    body = _random(300_000, seed=11)
+    with tier0.open(tmp_path / "data", chunks=chunk_store.backend("forged")) as t0:
+        t0.create_bucket("bkt")
+        t0.put("bkt", "k", body)
+        (key,) = chunk_store.keys("forged/chunks/")
+        name = key.rsplit("/", 1)[1]
+        digest = bytes.fromhex(name)
+        original = chunk_store.client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        forged = encode_chunk(_random(300_000, seed=12))
+        blob = original[:13] + forged.header[13:17] + original[17:HEADER_BYTES] + forged.payload
+        chunk_store.client.put_object(Bucket=BUCKET, Key=key, Body=blob)
+        assert decode_chunk(digest, blob) == bytes(forged.payload)  # what a CRC alone allows
+        with pytest.raises(ChunkCorrupted, match=f"chunk {name}: content hashes to"):
+            t0.get_bytes("bkt", "k")
 
 
 # -- the store's key tests and the GC, with chunks in S3 --------------------------------------

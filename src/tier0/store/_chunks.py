@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeAlias
+from typing import ClassVar, Self, TypeAlias
 
 from tier0.errors import ChunkMissing, InvalidArgument, StorageFull, StoreError, StoreFailed
 
@@ -83,7 +83,14 @@ class ChunkBackend(abc.ABC):
     After an fsync or I/O error a backend is fail-stop: ``write``, ``touch``,
     ``flush`` and ``delete_if_idle`` raise StoreFailed, reads keep working.
     ENOSPC raises StorageFull and leaves the backend usable.
+
+    ``verify_hash_on_read`` says whether a read must check the content's
+    BLAKE3 against the name, not only the blob's CRC-32C: true for a backend
+    whose blobs another party can change (remote storage), which a checksum
+    does not guard against.
     """
+
+    verify_hash_on_read: ClassVar[bool] = False
 
     @abc.abstractmethod
     def write(self, name: str, blob: Blob) -> None:
@@ -121,6 +128,17 @@ class ChunkBackend(abc.ABC):
 
         Raises ChunkMissing if absent, StoreFailed on an I/O error.
         """
+
+    def read_split(self, name: str, head_bytes: int) -> tuple[bytes, bytes]:
+        """The blob under ``name`` as its first ``head_bytes`` (all of it, if
+        shorter) and the rest: a chunk's header and payload, the payload in a
+        buffer of its own (`decode_split` returns a RAW payload as it is).
+
+        Raises as `read`. This default splits `read`'s blob (a copy); a
+        backend that can read the rest straight into its own buffer does.
+        """
+        blob = self.read(name)
+        return blob[:head_bytes], blob[head_bytes:]
 
     @abc.abstractmethod
     def delete_if_idle(self, name: str, idle_s_min: float) -> bool:
@@ -380,11 +398,17 @@ class LocalChunkBackend(ChunkBackend):
                 self._fsync_directory(directory)
 
     def read(self, name: str) -> bytes:
+        head, rest = self.read_split(name, 0)
+        assert not head
+        return rest
+
+    def read_split(self, name: str, head_bytes: int) -> tuple[bytes, bytes]:
+        # Two reads into two buffers: the payload is never copied out of a whole blob.
         _, path = self._locate(name)
         with self._os_errors(f"reading chunk {name}"):
             for _ in range(_READ_ATTEMPTS_MAX):
                 try:
-                    return self._read_file(path)
+                    return self._read_file(path, head_bytes)
                 except FileNotFoundError:
                     pass
                 # The name is empty for an instant while delete_if_idle holds
@@ -392,7 +416,7 @@ class LocalChunkBackend(ChunkBackend):
                 # the next open if that process died there): look there too.
                 for trashed in self._trash_entries(name):
                     try:
-                        return self._read_file(trashed)
+                        return self._read_file(trashed, head_bytes)
                     except FileNotFoundError:
                         continue
         raise ChunkMissing(f"chunk {name} is missing from the chunk store at {self._root}")
@@ -643,19 +667,27 @@ class LocalChunkBackend(ChunkBackend):
 
     # -- I/O and failures -----------------------------------------------------
 
-    def _read_file(self, path: str) -> bytes:
+    def _read_file(self, path: str, head_bytes: int) -> tuple[bytes, bytes]:
         fd = self._os.open(path, os.O_RDONLY | os.O_CLOEXEC, 0)
         try:
-            remaining = self._os.fstat(fd).st_size
-            parts = []
-            while remaining > 0:
-                part = self._os.read(fd, remaining)
-                if not part:
-                    break  # impossible for an immutable blob; decode_chunk would notice
-                parts.append(part)
-                remaining -= len(part)
+            size = self._os.fstat(fd).st_size
+            head = self._read_exactly(fd, min(head_bytes, size))
+            rest = self._read_exactly(fd, size - len(head))
         finally:
             self._os.close(fd)
+        return head, rest
+
+    def _read_exactly(self, fd: int, size: int) -> bytes:
+        """``size`` bytes from ``fd`` (fewer only if the file is shorter than it was)."""
+        if not size:
+            return b""
+        parts = []
+        while size > 0:
+            part = self._os.read(fd, size)
+            if not part:
+                break  # impossible for an immutable blob; decoding would notice
+            parts.append(part)
+            size -= len(part)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _open_for_write(self, temp: str) -> int:

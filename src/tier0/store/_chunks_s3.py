@@ -312,6 +312,9 @@ class S3ChunkBackend(ChunkBackend):
             self._dedup_hits += 1
         return size
 
+    #: Anyone who can write the bucket can change a blob and its CRC with it.
+    verify_hash_on_read = True
+
     def flush(self, names: Iterable[str]) -> None:
         # An acknowledged PUT is durable already: nothing is pending.
         for name in names:

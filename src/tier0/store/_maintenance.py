@@ -159,7 +159,7 @@ def check(kernel: Kernel, *, deep: bool = False) -> CheckReport:
             problems.append(f"chunk {name}: referenced by {expected} version(s) but missing")
         elif expected and deep:
             try:
-                decode_chunk(digest, kernel.chunks.read(name))
+                decode_chunk(digest, kernel.chunks.read(name), deep=True)
             except ChunkError as error:
                 problems.append(f"chunk {name}: {error}")
     for digest, count in references.items():
@@ -189,7 +189,7 @@ def _check_inline(seq: int, size: int, checksum: str, blob: bytes, *, deep: bool
         if declared != size:
             return [f"version {seq}: inline value declares {declared} bytes, but size {size}"]
         if deep:
-            decode_chunk(bytes.fromhex(checksum.removeprefix("blake3:")), blob)
+            decode_chunk(bytes.fromhex(checksum.removeprefix("blake3:")), blob, deep=True)
     except ChunkError as error:
         return [f"version {seq}: inline value: {error}"]
     return []

@@ -88,7 +88,7 @@ from tier0.store._names import (
     validate_tags,
 )
 from tier0.store._paging import Cursor, fetch_keyset, resume_point, walk
-from tier0.store._reader import ObjectReader, iter_range
+from tier0.store._reader import ObjectReader, open_reader
 from tier0.store._types import ObjectInfo, PartInfo, from_us
 from tier0.store._writer import ingest
 
@@ -689,15 +689,8 @@ def read_part(
     _check_part_number(number)
     info, inline, manifest = store._read_version(bucket, key, version_id, "s3:GetObject")
     offset, length = _part_span(info, number)
-    blocks: Iterator[bytes]
-    if inline is not None:
-        blocks = iter([inline[offset : offset + length]] if length else [])
-    elif manifest is not None:
-        kernel = store._kernel
-        blocks = iter_range(kernel.chunks, kernel.executor, manifest, offset, length)
-    else:
-        blocks = iter(())
-    return ObjectReader(info, blocks, offset=offset, length=length)
+    kernel = store._kernel
+    return open_reader(kernel.chunks, kernel.executor, info, inline, manifest, offset, length)
 
 
 def _part_span(info: ObjectInfo, number: int) -> tuple[int, int]:

@@ -3,26 +3,67 @@
 A range read touches only the chunks that overlap it. Every chunk is checked
 against its hash as it is decoded, so corruption surfaces as ChunkCorrupted,
 never as wrong bytes. The next chunks are fetched ahead on the store's thread
-pool while the caller consumes the current one.
+pool (`READ_AHEAD_BYTES`) while the caller consumes the current one.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Executor, Future
 from typing import Final
 
-from tier0.store._chunking import chunk_name, decode_chunk
+from tier0.store._chunking import HEADER_BYTES, chunk_name, decode_split
 from tier0.store._chunks import ChunkBackend
 from tier0.store._manifest import Manifest
 from tier0.store._types import ObjectInfo
 
-READ_AHEAD_CHUNKS: Final = 2
+#: Bytes of chunks fetched ahead of the one a reader consumes (at least one
+#: chunk): enough for the store's threads to overlap reading and verifying
+#: with the consumer's use of the bytes, few enough that a slow consumer (a
+#: client reading its response slowly) holds little.
+READ_AHEAD_BYTES: Final = 4 * 1024 * 1024
 
 
 def load_chunk(backend: ChunkBackend, digest: bytes) -> bytes:
-    return decode_chunk(digest, backend.read(chunk_name(digest)))
+    head, rest = backend.read_split(chunk_name(digest), HEADER_BYTES)
+    return decode_split(digest, head, rest, deep=backend.verify_hash_on_read)
+
+
+def fetch_range(
+    backend: ChunkBackend,
+    executor: Executor,
+    manifest: Manifest,
+    offset: int,
+    length: int,
+    *,
+    ahead_bytes: int = READ_AHEAD_BYTES,
+) -> Generator[Future[bytes], None, None]:
+    """The blocks of ``[offset, offset + length)`` as futures, in order, each
+    resolving to one chunk's share of the range, read and verified on ``executor``.
+
+    Before a block's future is yielded, the chunks after it are submitted
+    while the bytes in flight stay under ``ahead_bytes``. Closing the iterator
+    cancels the loads not yet started.
+    """
+    spans = manifest.spans(offset, length)
+    pending: collections.deque[tuple[Future[bytes], int]] = collections.deque()
+    pending_bytes = 0
+    try:
+        for digest, start, stop in spans:
+            pending.append(
+                (executor.submit(_load_span, backend, digest, start, stop), stop - start)
+            )
+            pending_bytes += stop - start
+            while pending_bytes >= ahead_bytes:
+                future, size = pending.popleft()
+                pending_bytes -= size
+                yield future
+        while pending:
+            yield pending.popleft()[0]
+    finally:
+        for future, _ in pending:
+            future.cancel()
 
 
 def iter_range(
@@ -33,55 +74,83 @@ def iter_range(
     length: int,
 ) -> Iterator[bytes]:
     """Yield the bytes ``[offset, offset + length)`` of the object ``manifest`` describes."""
-    spans = manifest.spans(offset, length)
-    pending: collections.deque[tuple[Future[bytes], int, int]] = collections.deque()
+    futures = fetch_range(backend, executor, manifest, offset, length)
     try:
-        for digest, start, stop in spans:
-            pending.append((executor.submit(load_chunk, backend, digest), start, stop))
-            if len(pending) > READ_AHEAD_CHUNKS:
-                future, a, b = pending.popleft()
-                yield _slice(future.result(), a, b)
-        while pending:
-            future, a, b = pending.popleft()
-            yield _slice(future.result(), a, b)
+        for future in futures:
+            yield future.result()
     finally:
-        for future, _, _ in pending:
-            future.cancel()
+        futures.close()
 
 
-def _slice(data: bytes, start: int, stop: int) -> bytes:
+def open_reader(
+    backend: ChunkBackend,
+    executor: Executor,
+    info: ObjectInfo,
+    inline: bytes | None,
+    manifest: Manifest | None,
+    offset: int,
+    length: int,
+) -> ObjectReader:
+    """A reader of ``[offset, offset + length)`` of a version stored ``inline`` or
+    in the chunks of ``manifest`` (neither: the version is empty)."""
+    futures: Iterator[Future[bytes]]
+    if inline is not None:
+        futures = iter([_resolved(inline[offset : offset + length])] if length else [])
+    elif manifest is not None:
+        futures = fetch_range(backend, executor, manifest, offset, length)
+    else:
+        futures = iter(())
+    return ObjectReader(info, futures, offset=offset, length=length)
+
+
+def _load_span(backend: ChunkBackend, digest: bytes, start: int, stop: int) -> bytes:
+    data = load_chunk(backend, digest)
     if start == 0 and stop == len(data):
         return data
     return data[start:stop]
+
+
+def _resolved(data: bytes) -> Future[bytes]:
+    future: Future[bytes] = Future()
+    future.set_result(data)
+    return future
 
 
 class ObjectReader:
     """An object's bytes as an iterator of blocks, with the version's description.
 
     Use it as a context manager, or iterate it to the end; ``read()`` returns
-    everything at once (for small objects).
+    everything at once (for small objects). An asynchronous consumer takes the
+    blocks as futures instead (`futures`), so that no thread of its own waits
+    on the store's reads.
     """
 
     def __init__(
-        self, info: ObjectInfo, blocks: Iterator[bytes], *, offset: int, length: int
+        self, info: ObjectInfo, futures: Iterator[Future[bytes]], *, offset: int, length: int
     ) -> None:
         self.info = info
         #: The first byte returned, and how many bytes follow (after clamping a range).
         self.offset = offset
         self.length = length
-        self._blocks = blocks
+        self._futures = futures
 
     def __iter__(self) -> Iterator[bytes]:
-        return self._blocks
+        return self
 
     def __next__(self) -> bytes:
-        return next(self._blocks)
+        return next(self._futures).result()
+
+    def futures(self) -> Iterator[Future[bytes]]:
+        """The blocks as futures, in order, resolving as the store's threads read
+        them; taking the next one releases the previous. Iterate either the
+        reader or its futures, not both."""
+        return self._futures
 
     def read(self) -> bytes:
-        return b"".join(self._blocks)
+        return b"".join(self)
 
     def close(self) -> None:
-        close = getattr(self._blocks, "close", None)
+        close = getattr(self._futures, "close", None)
         if close is not None:
             close()
 

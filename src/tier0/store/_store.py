@@ -50,7 +50,7 @@ from tier0.store._names import (
     validate_tags,
 )
 from tier0.store._paging import ListingMethods
-from tier0.store._reader import ObjectReader, iter_range
+from tier0.store._reader import ObjectReader, open_reader
 from tier0.store._types import (
     BucketInfo,
     DeleteResult,
@@ -293,7 +293,9 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
         if ingested.inline is not None:
             # Inline values are encoded like chunks: compressed when that pays,
             # and verified on every read against the object's own BLAKE3.
-            inline = encode_chunk(ingested.inline, digest=_digest(ingested.checksum)).blob
+            inline = encode_chunk(
+                ingested.inline, digest=_digest(ingested.checksum), compact=True
+            ).blob
         etag = (
             ingested.md5
             if ingested.md5 is not None
@@ -362,15 +364,8 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
                 f"offset {offset} lies past the end of {bucket}/{key} ({info.size} bytes)"
             )
         length = info.size - offset if length is None else min(length, info.size - offset)
-        if inline is not None:
-            blocks: Iterator[bytes] = iter([inline[offset : offset + length]] if length else [])
-        elif manifest is not None:
-            blocks = iter_range(
-                self._kernel.chunks, self._kernel.executor, manifest, offset, length
-            )
-        else:
-            blocks = iter(())
-        return ObjectReader(info, blocks, offset=offset, length=length)
+        kernel = self._kernel
+        return open_reader(kernel.chunks, kernel.executor, info, inline, manifest, offset, length)
 
     def get_bytes(self, bucket: str, key: str, **options: Any) -> bytes:
         """The whole object (or range) as bytes; for small objects."""

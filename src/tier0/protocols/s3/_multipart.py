@@ -456,7 +456,7 @@ async def get_part(gateway: S3Gateway, request: Request) -> Response | None:
     if request.method == "HEAD":
         reader.close()
         return Response(status, headers=headers)
-    await stream_object(gateway, request, reader, status=status, headers=headers)
+    await stream_object(request, reader, status=status, headers=headers)
     return None
 
 

@@ -216,7 +216,7 @@ async def get_object(gateway: S3Gateway, request: Request) -> Response | None:
     if read.body is not None:
         return Response(status, read.body, headers)
     assert read.reader is not None
-    await stream_object(gateway, request, read.reader, status=status, headers=headers)
+    await stream_object(request, read.reader, status=status, headers=headers)
     return None
 
 
