@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.store.chunk_backend_kit import IDLE_S, ChunkBackendKit, FakeClock, blob_of, name_of
-from tier0.errors import ChunkMissing, StorageFull, StoreFailed
+from tier0.errors import ChunkCorrupted, ChunkMissing, StorageFull, StoreFailed
+from tier0.store._chunking import HEADER_BYTES, Codec, EncodedChunk, chunk_name, encode_chunk
 from tier0.store._chunks import ChunkBackend, LocalChunkBackend, OsSeam
 
 
@@ -72,6 +73,10 @@ class FaultySeam(OsSeam):
     def read(self, fd: int, size: int) -> bytes:
         self._enter("read")
         return super().read(fd, size)
+
+    def preadv(self, fd: int, buffer: memoryview, offset: int) -> int:
+        self._enter("preadv")
+        return super().preadv(fd, buffer, offset)
 
     def fsync(self, fd: int) -> None:
         directory = self._directories.get(fd)
@@ -292,6 +297,79 @@ def test_flush_fails_stop_when_directory_fsync_fails(
     with pytest.raises(StoreFailed):
         backend.flush([NAME])
     assert_fail_stop(backend, seam)
+
+
+# -- open_raw: a chunk's bytes where they lie, checked ---------------------------
+
+
+def _stored(backend: LocalChunkBackend, data: bytes) -> EncodedChunk:
+    encoded = encode_chunk(data)
+    backend.write(chunk_name(encoded.hash), encoded.parts)
+    return encoded
+
+
+def test_open_raw_gives_the_file_extent_holding_a_raw_chunk(backend: LocalChunkBackend) -> None:
+    data = os.urandom(2_500_000)  # more than the 1 MiB the CRC is read through at a time
+    encoded = _stored(backend, data)
+    raw = backend.open_raw(chunk_name(encoded.hash), encoded.hash)
+    assert raw is not None
+    try:
+        assert (raw.offset, raw.length) == (HEADER_BYTES, len(data))
+        assert os.pread(raw.fd, raw.length, raw.offset) == data
+    finally:
+        raw.close()
+    raw.close()  # twice is harmless
+
+
+def test_open_raw_is_none_for_a_compressed_chunk(backend: LocalChunkBackend) -> None:
+    encoded = _stored(backend, b"compresses well " * 20_000)
+    assert encoded.codec == Codec.ZSTD
+    open_before = len(os.listdir("/proc/self/fd"))
+    assert backend.open_raw(chunk_name(encoded.hash), encoded.hash) is None
+    assert len(os.listdir("/proc/self/fd")) == open_before
+
+
+@pytest.mark.parametrize("where", ["payload", "crc", "name"])
+def test_open_raw_raises_chunk_corrupted_and_closes_the_file(
+    backend: LocalChunkBackend, root: Path, where: str
+) -> None:
+    encoded = _stored(backend, os.urandom(200_000))
+    name = chunk_name(encoded.hash)
+    path = root / name[:2] / name
+    blob = bytearray(path.read_bytes())
+    blob[{"payload": HEADER_BYTES + 150_000, "crc": 14, "name": 30}[where]] ^= 0x40
+    path.write_bytes(bytes(blob))
+    open_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(ChunkCorrupted, match=f"chunk {name}"):
+        backend.open_raw(name, encoded.hash)
+    assert len(os.listdir("/proc/self/fd")) == open_before
+
+
+def test_open_raw_raises_chunk_corrupted_when_the_file_is_cut_short(
+    backend: LocalChunkBackend, root: Path
+) -> None:
+    encoded = _stored(backend, os.urandom(200_000))
+    name = chunk_name(encoded.hash)
+    path = root / name[:2] / name
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(ChunkCorrupted, match="declares 200000"):
+        backend.open_raw(name, encoded.hash)
+
+
+def test_open_raw_fails_stop_when_its_read_hits_io_error(
+    backend: LocalChunkBackend, seam: FaultySeam
+) -> None:
+    encoded = _stored(backend, os.urandom(200_000))
+    seam.fail("preadv", errno.EIO)
+    with pytest.raises(StoreFailed):
+        backend.open_raw(chunk_name(encoded.hash), encoded.hash)
+    assert_fail_stop(backend, seam)
+
+
+def test_open_raw_raises_chunk_missing_when_absent(backend: LocalChunkBackend) -> None:
+    encoded = encode_chunk(b"never stored")
+    with pytest.raises(ChunkMissing):
+        backend.open_raw(chunk_name(encoded.hash), encoded.hash)
 
 
 # -- races with delete_if_idle, made deterministic with seam hooks --------------

@@ -15,7 +15,7 @@ from tier0.errors import ChunkCorrupted
 from tier0.store._chunking import HEADER_BYTES, chunk_name, encode_chunk
 from tier0.store._chunks import LocalChunkBackend
 from tier0.store._manifest import Manifest
-from tier0.store._reader import fetch_range, iter_range
+from tier0.store._reader import Block, FileSpan, fetch_range, iter_range, release
 
 CHUNK_BYTES = 100_000
 
@@ -35,6 +35,12 @@ class _Recording(Executor):
         for future, fn, args in self.submitted:
             if future.set_running_or_notify_cancel():
                 future.set_result(fn(*args))
+
+
+def _bytes(future: Future[Block]) -> bytes:
+    block = future.result()
+    assert isinstance(block, bytes)
+    return block
 
 
 @pytest.fixture
@@ -60,7 +66,7 @@ def test_fetch_range_resolves_to_the_range_in_order(
     backend, manifest, data = stored
     with ThreadPoolExecutor(4) as executor:
         futures = fetch_range(backend, executor, manifest, offset, length, ahead_bytes=250_000)
-        assert b"".join(future.result() for future in futures) == data[offset : offset + length]
+        assert b"".join(_bytes(future) for future in futures) == data[offset : offset + length]
         assert (
             b"".join(iter_range(backend, executor, manifest, offset, length))
             == (data[offset : offset + length])
@@ -133,9 +139,50 @@ def test_object_reader_futures_give_what_iterating_it_gives(tmp_path: Path) -> N
         t0.put("bkt", "large", data)
         t0.put("bkt", "small", b"inline")
         with t0.get("bkt", "large", offset=7) as reader:
-            assert b"".join(future.result() for future in reader.futures()) == data[7:]
+            assert b"".join(_bytes(future) for future in reader.futures()) == data[7:]
         with t0.get("bkt", "small") as reader:
             assert [future.result() for future in reader.futures()] == [b"inline"]
         with t0.get("bkt", "large", offset=len(data)) as reader:
             assert list(reader.futures()) == []
         assert b"".join(t0.get("bkt", "large")) == data
+
+
+def test_fetch_range_with_files_gives_spans_of_raw_chunks_and_bytes_of_compressed(
+    tmp_path: Path,
+) -> None:
+    backend = LocalChunkBackend(tmp_path / "chunks")
+    pieces = [os.urandom(CHUNK_BYTES), b"compressible " * 8000, os.urandom(CHUNK_BYTES)]
+    entries = []
+    for piece in pieces:
+        encoded = encode_chunk(piece)
+        backend.write(chunk_name(encoded.hash), encoded.parts)
+        entries.append((encoded.hash, encoded.length))
+    manifest, data = Manifest.of(entries), b"".join(pieces)
+    offset, length = 10, len(data) - 20
+    kinds, received = [], b""
+    with ThreadPoolExecutor(2) as executor:
+        for future in fetch_range(backend, executor, manifest, offset, length, files=True):
+            block = future.result()
+            kinds.append(type(block).__name__)
+            if isinstance(block, FileSpan):
+                received += os.pread(block.fd, block.count, block.offset)
+                block.close()
+            else:
+                received += block
+    backend.close()
+    assert kinds == ["FileSpan", "bytes", "FileSpan"]
+    assert received == data[offset : offset + length]
+
+
+def test_closing_fetch_range_with_files_closes_the_spans_nobody_took(
+    stored: tuple[LocalChunkBackend, Manifest, bytes],
+) -> None:
+    backend, manifest, _ = stored
+    open_before = len(os.listdir("/proc/self/fd"))
+    with ThreadPoolExecutor(2) as executor:
+        futures = fetch_range(backend, executor, manifest, 0, 10 * CHUNK_BYTES, files=True)
+        first = next(futures)
+        first.result()  # the others are read ahead meanwhile
+        futures.close()
+        release(first)
+    assert len(os.listdir("/proc/self/fd")) == open_before

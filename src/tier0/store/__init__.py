@@ -48,7 +48,7 @@ from tier0.store._multipart import (
 from tier0.store._multipart_integrity import checksum_settings, checksum_type_of, combine_crc
 from tier0.store._names import KEY_BYTES_MAX, validate_bucket_name, validate_key
 from tier0.store._ops import StaleOwner, emit_event, key_prefixes, owned_bucket_row
-from tier0.store._reader import ObjectReader
+from tier0.store._reader import FileSpan, ObjectReader, release
 from tier0.store._store import STANDARD_HEADERS, Kernel, Store, StoreConfig
 from tier0.store._types import (
     BucketInfo,
@@ -83,6 +83,7 @@ __all__ = [
     "ChunkingPolicy",
     "DeleteResult",
     "Expected",
+    "FileSpan",
     "GCReport",
     "Kernel",
     "ListPage",
@@ -123,6 +124,7 @@ __all__ = [
     "owned_bucket_row",
     "read_blob",
     "reference_blob",
+    "release",
     "release_blob",
     "statistics",
     "validate_bucket_name",

@@ -41,10 +41,12 @@ __all__ = [
     "Codec",
     "EncodedChunk",
     "chunk_name",
+    "crc32c",
     "decode_chunk",
     "decode_split",
     "encode_chunk",
     "iter_chunks",
+    "raw_payload",
 ]
 
 HASH_BYTES = 32
@@ -364,6 +366,37 @@ def decode_split(hash: bytes, head: bytes, rest: bytes, *, deep: bool = False) -
         blob = head + rest
         return _decode(name, hash, header, memoryview(blob)[header.size :], None, deep=deep)
     return _decode(name, hash, header, memoryview(rest), rest, deep=deep)
+
+
+class RawPayload(NamedTuple):
+    """A RAW format-2 payload's length and CRC-32C, from its blob's header."""
+
+    length: int
+    crc: int
+
+
+def raw_payload(hash: bytes, head: bytes) -> RawPayload | None:
+    """What the header ``head`` (a blob's first `HEADER_BYTES`) says of chunk
+    ``hash``'s payload when it is stored RAW in format 2: then the payload is
+    the chunk's bytes, as they lie after the header, once they match the CRC
+    (`crc32c`). None for a compressed or version-1 blob (decode those).
+
+    Raises ChunkCorrupted if the header is malformed or names another chunk.
+    """
+    name = chunk_name(hash)
+    header = _header(head, f"chunk {name}")
+    if header.hash is None or header.codec != Codec.RAW:
+        return None
+    if header.hash != hash:
+        raise ChunkCorrupted(f"chunk {name}: the blob holds chunk {header.hash.hex()}")
+    assert header.crc is not None
+    return RawPayload(header.length, header.crc)
+
+
+def crc32c(data: bytes | bytearray | memoryview, previous: int = 0) -> int:
+    """The CRC-32C a blob's header keeps of its payload, continued from ``previous``."""
+    crc: int = crt_checksums.crc32c(data, previous)
+    return crc
 
 
 def _decode(

@@ -25,13 +25,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self, TypeAlias
 
-from tier0.errors import ChunkMissing, InvalidArgument, StorageFull, StoreError, StoreFailed
+from tier0.errors import (
+    ChunkCorrupted,
+    ChunkMissing,
+    InvalidArgument,
+    StorageFull,
+    StoreError,
+    StoreFailed,
+)
+from tier0.store._chunking import HEADER_BYTES, crc32c, raw_payload
 
 __all__ = [
     "ChunkBackend",
     "ChunkBackendStatistics",
     "LocalChunkBackend",
     "OsSeam",
+    "RawFile",
 ]
 
 _NAME = re.compile(r"[0-9a-f]{64}")
@@ -44,6 +53,9 @@ _SIDE_ENTRY = re.compile(r"([0-9a-f]{64})\.[0-9a-f]{16}")
 _DIRECT_ALIGN_BYTES = mmap.PAGESIZE
 #: The per-thread aligned buffer fits a maximal encoded chunk (4 MiB + header).
 _DIRECT_BUFFER_BYTES = 4 * 1024 * 1024 + 2 * mmap.PAGESIZE
+
+#: The per-thread buffer a payload's CRC is computed through (`open_raw`).
+_SCRATCH_BYTES = 1024 * 1024
 
 #: What a chunk backend stores: bytes, or buffers to write one after another.
 Blob: TypeAlias = bytes | memoryview | Sequence[bytes | memoryview]
@@ -66,6 +78,22 @@ class ChunkBackendStatistics:
     bytes_written: int
     deletes: int
     failed: bool
+
+
+class RawFile:
+    """An open chunk file and where the chunk's bytes lie in it (`ChunkBackend.open_raw`)."""
+
+    __slots__ = ("fd", "length", "offset")
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        self.fd = fd
+        self.offset = offset
+        self.length = length
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
 class ChunkBackend(abc.ABC):
@@ -128,6 +156,16 @@ class ChunkBackend(abc.ABC):
 
         Raises ChunkMissing if absent, StoreFailed on an I/O error.
         """
+
+    def open_raw(self, name: str, hash: bytes) -> RawFile | None:
+        """Chunk ``hash``'s bytes as they lie in the file of its blob ``name``,
+        their CRC-32C checked, for a reader to send them without copying them
+        (``os.sendfile``); the caller closes it. None where the blob is
+        compressed, or the backend keeps no files (this default).
+
+        Raises as `read`, and ChunkCorrupted for a blob that fails its checks.
+        """
+        return None
 
     def read_split(self, name: str, head_bytes: int) -> tuple[bytes, bytes]:
         """The blob under ``name`` as its first ``head_bytes`` (all of it, if
@@ -211,6 +249,9 @@ class OsSeam:
 
     def fsync(self, fd: int) -> None:
         os.fsync(fd)
+
+    def preadv(self, fd: int, buffer: memoryview, offset: int) -> int:
+        return os.preadv(fd, [buffer], offset)
 
     def close(self, fd: int) -> None:
         os.close(fd)
@@ -404,21 +445,70 @@ class LocalChunkBackend(ChunkBackend):
 
     def read_split(self, name: str, head_bytes: int) -> tuple[bytes, bytes]:
         # Two reads into two buffers: the payload is never copied out of a whole blob.
-        _, path = self._locate(name)
         with self._os_errors(f"reading chunk {name}"):
-            for _ in range(_READ_ATTEMPTS_MAX):
+            fd = self._open_blob(name)
+            try:
+                size = self._os.fstat(fd).st_size
+                head = self._read_exactly(fd, min(head_bytes, size))
+                return head, self._read_exactly(fd, size - len(head))
+            finally:
+                self._os.close(fd)
+
+    def open_raw(self, name: str, hash: bytes) -> RawFile | None:
+        with self._os_errors(f"reading chunk {name}"):
+            fd = self._open_blob(name)
+            try:
+                raw = raw_payload(hash, self._read_exactly(fd, HEADER_BYTES))
+                if raw is None:
+                    self._os.close(fd)
+                    return None
+                size = self._os.fstat(fd).st_size
+                if size - HEADER_BYTES != raw.length:
+                    raise ChunkCorrupted(
+                        f"chunk {name}: the file holds {size - HEADER_BYTES} bytes after its"
+                        f" header, which declares {raw.length}"
+                    )
+                if self._payload_crc(fd, size) != raw.crc:
+                    raise ChunkCorrupted(f"chunk {name}: the payload fails its CRC-32C")
+            except BaseException:
+                self._os.close(fd)
+                raise
+        return RawFile(fd, HEADER_BYTES, raw.length)
+
+    def _payload_crc(self, fd: int, size: int) -> int:
+        """The CRC-32C of a blob's payload, read through this thread's scratch
+        buffer: a piece at a time, so it stays in the CPU's cache, and never
+        allocated anew (what a copy of the whole payload would cost)."""
+        scratch: memoryview | None = getattr(self._buffers, "scratch", None)
+        if scratch is None:
+            scratch = self._buffers.scratch = memoryview(bytearray(_SCRATCH_BYTES))
+        crc = 0
+        offset = HEADER_BYTES
+        while offset < size:
+            read = self._os.preadv(fd, scratch[: size - offset], offset)
+            if not read:
+                break  # shorter than fstat said: the length check above failed first
+            crc = crc32c(scratch[:read], crc)
+            offset += read
+        return crc
+
+    def _open_blob(self, name: str) -> int:
+        """An open descriptor of blob ``name`` (ChunkMissing if absent)."""
+        _, path = self._locate(name)
+        flags = os.O_RDONLY | os.O_CLOEXEC
+        for _ in range(_READ_ATTEMPTS_MAX):
+            try:
+                return self._os.open(path, flags, 0)
+            except FileNotFoundError:
+                pass
+            # The name is empty for an instant while delete_if_idle holds
+            # a touched blob in trash/ before putting it back (and until
+            # the next open if that process died there): look there too.
+            for trashed in self._trash_entries(name):
                 try:
-                    return self._read_file(path, head_bytes)
+                    return self._os.open(trashed, flags, 0)
                 except FileNotFoundError:
-                    pass
-                # The name is empty for an instant while delete_if_idle holds
-                # a touched blob in trash/ before putting it back (and until
-                # the next open if that process died there): look there too.
-                for trashed in self._trash_entries(name):
-                    try:
-                        return self._read_file(trashed, head_bytes)
-                    except FileNotFoundError:
-                        continue
+                    continue
         raise ChunkMissing(f"chunk {name} is missing from the chunk store at {self._root}")
 
     def delete_if_idle(self, name: str, idle_s_min: float) -> bool:
@@ -666,16 +756,6 @@ class LocalChunkBackend(ChunkBackend):
                 continue
 
     # -- I/O and failures -----------------------------------------------------
-
-    def _read_file(self, path: str, head_bytes: int) -> tuple[bytes, bytes]:
-        fd = self._os.open(path, os.O_RDONLY | os.O_CLOEXEC, 0)
-        try:
-            size = self._os.fstat(fd).st_size
-            head = self._read_exactly(fd, min(head_bytes, size))
-            rest = self._read_exactly(fd, size - len(head))
-        finally:
-            self._os.close(fd)
-        return head, rest
 
     def _read_exactly(self, fd: int, size: int) -> bytes:
         """``size`` bytes from ``fd`` (fewer only if the file is shorter than it was)."""

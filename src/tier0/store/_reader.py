@@ -4,17 +4,22 @@ A range read touches only the chunks that overlap it. Every chunk is checked
 against its hash as it is decoded, so corruption surfaces as ChunkCorrupted,
 never as wrong bytes. The next chunks are fetched ahead on the store's thread
 pool (`READ_AHEAD_BYTES`) while the caller consumes the current one.
+
+A consumer that can send bytes straight from a file (``os.sendfile``) asks
+for file spans: a chunk stored raw in a local chunk file is then checked
+(its CRC) and handed over as an open file and an extent, never copied into
+the process.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Executor, Future
-from typing import Final
+from typing import Final, TypeAlias
 
 from tier0.store._chunking import HEADER_BYTES, chunk_name, decode_split
-from tier0.store._chunks import ChunkBackend
+from tier0.store._chunks import ChunkBackend, RawFile
 from tier0.store._manifest import Manifest
 from tier0.store._types import ObjectInfo
 
@@ -23,6 +28,40 @@ from tier0.store._types import ObjectInfo
 #: with the consumer's use of the bytes, few enough that a slow consumer (a
 #: client reading its response slowly) holds little.
 READ_AHEAD_BYTES: Final = 4 * 1024 * 1024
+
+
+class FileSpan:
+    """``count`` bytes of an object at ``offset`` in the open file ``fd``, checked.
+
+    The consumer sends them (``os.sendfile``) and calls `close`.
+    """
+
+    __slots__ = ("_file", "count", "offset")
+
+    def __init__(self, file: RawFile, offset: int, count: int) -> None:
+        self._file = file
+        self.offset = offset
+        self.count = count
+
+    @property
+    def fd(self) -> int:
+        return self._file.fd
+
+    def close(self) -> None:
+        self._file.close()
+
+
+#: What a reader's futures resolve to: bytes, or (when asked for) file spans.
+Block: TypeAlias = bytes | FileSpan
+
+
+def release(future: Future[Block]) -> None:
+    """Close the file span a future resolved to (a done-callback for futures
+    nobody will consume: cancelled too late, or abandoned by a failed consumer)."""
+    if not future.cancelled() and future.exception() is None:
+        block = future.result()
+        if isinstance(block, FileSpan):
+            block.close()
 
 
 def load_chunk(backend: ChunkBackend, digest: bytes) -> bytes:
@@ -38,22 +77,23 @@ def fetch_range(
     length: int,
     *,
     ahead_bytes: int = READ_AHEAD_BYTES,
-) -> Generator[Future[bytes], None, None]:
+    files: bool = False,
+) -> Generator[Future[Block], None, None]:
     """The blocks of ``[offset, offset + length)`` as futures, in order, each
-    resolving to one chunk's share of the range, read and verified on ``executor``.
+    resolving to one chunk's share of the range, read and verified on ``executor``:
+    bytes, or with ``files`` a `FileSpan` where the chunk lies raw in a file.
 
     Before a block's future is yielded, the chunks after it are submitted
     while the bytes in flight stay under ``ahead_bytes``. Closing the iterator
-    cancels the loads not yet started.
+    cancels the loads not yet started and closes the spans nobody took.
     """
+    load = _open_span if files else _load_span
     spans = manifest.spans(offset, length)
-    pending: collections.deque[tuple[Future[bytes], int]] = collections.deque()
+    pending: collections.deque[tuple[Future[Block], int]] = collections.deque()
     pending_bytes = 0
     try:
         for digest, start, stop in spans:
-            pending.append(
-                (executor.submit(_load_span, backend, digest, start, stop), stop - start)
-            )
+            pending.append((executor.submit(load, backend, digest, start, stop), stop - start))
             pending_bytes += stop - start
             while pending_bytes >= ahead_bytes:
                 future, size = pending.popleft()
@@ -63,7 +103,8 @@ def fetch_range(
             yield pending.popleft()[0]
     finally:
         for future, _ in pending:
-            future.cancel()
+            if not future.cancel():
+                future.add_done_callback(release)
 
 
 def iter_range(
@@ -77,7 +118,9 @@ def iter_range(
     futures = fetch_range(backend, executor, manifest, offset, length)
     try:
         for future in futures:
-            yield future.result()
+            block = future.result()
+            assert isinstance(block, bytes)
+            yield block
     finally:
         futures.close()
 
@@ -93,14 +136,15 @@ def open_reader(
 ) -> ObjectReader:
     """A reader of ``[offset, offset + length)`` of a version stored ``inline`` or
     in the chunks of ``manifest`` (neither: the version is empty)."""
-    futures: Iterator[Future[bytes]]
-    if inline is not None:
-        futures = iter([_resolved(inline[offset : offset + length])] if length else [])
-    elif manifest is not None:
-        futures = fetch_range(backend, executor, manifest, offset, length)
-    else:
-        futures = iter(())
-    return ObjectReader(info, futures, offset=offset, length=length)
+
+    def blocks(files: bool) -> Iterator[Future[Block]]:
+        if inline is not None:
+            return iter([_resolved(inline[offset : offset + length])] if length else [])
+        if manifest is not None:
+            return fetch_range(backend, executor, manifest, offset, length, files=files)
+        return iter(())
+
+    return ObjectReader(info, blocks, offset=offset, length=length)
 
 
 def _load_span(backend: ChunkBackend, digest: bytes, start: int, stop: int) -> bytes:
@@ -110,8 +154,15 @@ def _load_span(backend: ChunkBackend, digest: bytes, start: int, stop: int) -> b
     return data[start:stop]
 
 
-def _resolved(data: bytes) -> Future[bytes]:
-    future: Future[bytes] = Future()
+def _open_span(backend: ChunkBackend, digest: bytes, start: int, stop: int) -> Block:
+    raw = backend.open_raw(chunk_name(digest), digest)
+    if raw is None:
+        return _load_span(backend, digest, start, stop)
+    return FileSpan(raw, raw.offset + start, stop - start)
+
+
+def _resolved(data: bytes) -> Future[Block]:
+    future: Future[Block] = Future()
     future.set_result(data)
     return future
 
@@ -126,25 +177,34 @@ class ObjectReader:
     """
 
     def __init__(
-        self, info: ObjectInfo, futures: Iterator[Future[bytes]], *, offset: int, length: int
+        self,
+        info: ObjectInfo,
+        blocks: Callable[[bool], Iterator[Future[Block]]],
+        *,
+        offset: int,
+        length: int,
     ) -> None:
         self.info = info
         #: The first byte returned, and how many bytes follow (after clamping a range).
         self.offset = offset
         self.length = length
-        self._futures = futures
+        self._blocks = blocks
+        self._futures: Iterator[Future[Block]] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        return next(self._futures).result()
+        block = next(self._started(False)).result()
+        assert isinstance(block, bytes)
+        return block
 
-    def futures(self) -> Iterator[Future[bytes]]:
+    def futures(self, *, files: bool = False) -> Iterator[Future[Block]]:
         """The blocks as futures, in order, resolving as the store's threads read
-        them; taking the next one releases the previous. Iterate either the
-        reader or its futures, not both."""
-        return self._futures
+        them; taking the next one releases the previous. With ``files``, a chunk
+        stored raw in a local file comes as a `FileSpan` (send it, then close
+        it). Iterate either the reader or its futures, not both."""
+        return self._started(files)
 
     def read(self) -> bytes:
         return b"".join(self)
@@ -159,3 +219,8 @@ class ObjectReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _started(self, files: bool) -> Iterator[Future[Block]]:
+        if self._futures is None:
+            self._futures = self._blocks(files)
+        return self._futures

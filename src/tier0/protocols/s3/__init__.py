@@ -82,6 +82,7 @@ from tier0.protocols.s3._gateway import (
     create_s3_app,
     normal_domain,
 )
+from tier0.protocols.s3._http import ZERO_COPY_SEND
 from tier0.protocols.s3._sigv4 import ChunkSigning
 from tier0.protocols.s3._xml import (
     COMPLETE_XML_BYTES_MAX,
@@ -133,6 +134,7 @@ __all__ = [
     "SKEW_S_MAX",
     "TRAILER_BYTES_MAX",
     "XML_BYTES_MAX",
+    "ZERO_COPY_SEND",
     "AuthResult",
     "AuthScheme",
     "Authenticator",

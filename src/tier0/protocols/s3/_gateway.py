@@ -68,6 +68,7 @@ from tier0.protocols.s3._errors import (
 )
 from tier0.protocols.s3._http import (
     XML,
+    ZERO_COPY_SEND,
     Handler,
     Message,
     Receive,
@@ -420,6 +421,7 @@ class S3Gateway:
             receive=receive,
             send=send,
             request_id=request_id,
+            zero_copy=ZERO_COPY_SEND in scope.get("extensions", {}),
         )
 
     def _authenticate(

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "XML",
+    "ZERO_COPY_SEND",
     "Handler",
     "Message",
     "Receive",
@@ -46,6 +47,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 XML: Final = b"application/xml"
+#: ASGI's extension for sending a response's bytes from a file (``os.sendfile``);
+#: `stream_object` uses it where the server offers it in the scope.
+ZERO_COPY_SEND: Final = "http.response.zerocopysend"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,6 +67,8 @@ class Request:
     receive: Receive
     send: Send
     request_id: str
+    #: Whether the server takes ``ZERO_COPY_SEND`` messages on this request.
+    zero_copy: bool = False
 
 
 class Response:

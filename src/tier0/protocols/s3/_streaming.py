@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from tier0.protocols.s3._chunked import BodyDecoder, IncompleteBody
-from tier0.protocols.s3._http import Request, receive_whole
-from tier0.store import ObjectReader
+from tier0.protocols.s3._http import ZERO_COPY_SEND, Request, receive_whole
+from tier0.store import FileSpan, ObjectReader, release
 
 if TYPE_CHECKING:
     from tier0.protocols.s3._gateway import S3Gateway
@@ -109,15 +109,36 @@ async def stream_object(
     The store's threads read and verify the chunks ahead of the send
     (`tier0.store.READ_AHEAD_BYTES`); the loop awaits each block's future
     directly, so a response holds no gateway thread while it streams and a
-    block costs one hand-off between threads, not two.
+    block costs one hand-off between threads, not two. Where the server
+    takes zero-copy sends, a chunk stored raw in a local file is sent from
+    that file (checked, never copied into the process).
     """
     send = request.send
     try:
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        for future in reader.futures():
+        for future in reader.futures(files=request.zero_copy):
             if not future.done():
-                await asyncio.wrap_future(future)
-            await send({"type": "http.response.body", "body": future.result(), "more_body": True})
+                try:
+                    await asyncio.wrap_future(future)
+                except BaseException:
+                    future.add_done_callback(release)  # it may yet open a file
+                    raise
+            block = future.result()
+            if isinstance(block, FileSpan):
+                try:
+                    await send(
+                        {
+                            "type": ZERO_COPY_SEND,
+                            "file": block.fd,
+                            "offset": block.offset,
+                            "count": block.count,
+                            "more_body": True,
+                        }
+                    )
+                finally:
+                    block.close()
+            else:
+                await send({"type": "http.response.body", "body": block, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
         reader.close()
