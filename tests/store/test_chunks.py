@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -343,6 +344,69 @@ def test_open_raw_raises_chunk_corrupted_and_closes_the_file(
     with pytest.raises(ChunkCorrupted, match=f"chunk {name}"):
         backend.open_raw(name, encoded.hash)
     assert len(os.listdir("/proc/self/fd")) == open_before
+
+
+def test_open_raw_checks_a_file_again_once_its_check_is_older_than_the_ttl(
+    backend: LocalChunkBackend, root: Path, seam: FaultySeam
+) -> None:
+    backend.verified_ttl_s = 0.5
+    encoded = _stored(backend, os.urandom(200_000))
+    name = chunk_name(encoded.hash)
+
+    def opened() -> None:
+        raw = backend.open_raw(name, encoded.hash)
+        assert raw is not None
+        raw.close()
+
+    opened()
+    reads = seam.calls["preadv"]
+    opened()  # checked a moment ago: the payload is not read again
+    assert seam.calls["preadv"] == reads
+    path = root / name[:2] / name
+    blob = bytearray(path.read_bytes())
+    blob[HEADER_BYTES + 1000] ^= 0x01
+    with open(path, "r+b") as file:  # in place: the same file, damaged
+        file.write(bytes(blob))
+    time.sleep(0.6)
+    with pytest.raises(ChunkCorrupted, match="fails its CRC-32C"):
+        backend.open_raw(name, encoded.hash)
+
+
+def test_open_raw_remembers_at_most_its_limit_of_checked_files(
+    backend: LocalChunkBackend, seam: FaultySeam
+) -> None:
+    backend.verified_entries_max = 2
+    stored = [_stored(backend, os.urandom(100_000)) for _ in range(3)]
+
+    def payload_reads(encoded: EncodedChunk) -> int:
+        reads = seam.calls["preadv"]
+        raw = backend.open_raw(chunk_name(encoded.hash), encoded.hash)
+        assert raw is not None
+        raw.close()
+        return seam.calls["preadv"] - reads
+
+    assert [payload_reads(encoded) for encoded in stored] == [1, 1, 1]
+    assert [payload_reads(encoded) for encoded in stored[1:]] == [0, 0]
+    assert payload_reads(stored[0]) == 1  # the oldest was forgotten
+
+
+def test_open_raw_checks_a_file_put_in_place_of_a_checked_one(
+    backend: LocalChunkBackend, root: Path
+) -> None:
+    # A blob deleted and written again is a new file: its check is its own.
+    encoded = _stored(backend, os.urandom(200_000))
+    name = chunk_name(encoded.hash)
+    raw = backend.open_raw(name, encoded.hash)
+    assert raw is not None
+    raw.close()
+    path = root / name[:2] / name
+    blob = bytearray(path.read_bytes())
+    blob[HEADER_BYTES + 1000] ^= 0x01
+    replacement = root / "replacement"
+    replacement.write_bytes(bytes(blob))
+    os.replace(replacement, path)
+    with pytest.raises(ChunkCorrupted, match="fails its CRC-32C"):
+        backend.open_raw(name, encoded.hash)
 
 
 def test_open_raw_raises_chunk_corrupted_when_the_file_is_cut_short(

@@ -113,6 +113,8 @@ class _Connection(HttpToolsProtocol):
         self._raw_head_bytes_max = (
             limits.target_bytes_max + limits.header_bytes_max + 4 * limits.header_count_max
         ) + _READ_SLACK_BYTES
+        #: The zero-copy senders of this connection's responses still in progress.
+        self._senders: list[_ZeroCopySend] = []
 
     # -- connection events ------------------------------------------------------------------
 
@@ -122,6 +124,9 @@ class _Connection(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        for sender in self._senders:
+            sender.close()  # a response cut short
+        self._senders.clear()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -193,7 +198,9 @@ class _Connection(HttpToolsProtocol):
             # The cycle's task has been made but not started: it reads
             # ``cycle.send`` when it starts, and finds this one.
             cycle.scope.setdefault("extensions", {})[ZERO_COPY_SEND] = {}
-            cycle.send = _ZeroCopySend(cycle, cycle.send)  # type: ignore[method-assign]
+            sender = _ZeroCopySend(cycle, cycle.send)
+            cycle.send = sender  # type: ignore[method-assign]
+            self._senders = [*(s for s in self._senders if not s.finished), sender]
 
     def _plain(self) -> bool:
         """Whether the connection's bytes go to the socket as they are (no TLS)."""
@@ -274,11 +281,31 @@ class _ZeroCopySend:
     def __init__(self, cycle: RequestResponseCycle, send: Any) -> None:
         self._cycle = cycle
         self._send = send
+        #: The connection's socket, and a duplicate of it the loop may watch
+        #: (it refuses to watch the transport's own): taken at the first
+        #: zero-copy send, the duplicate closed with the response (`close`).
+        self._socket = -1
+        self._watched = -1
 
     async def __call__(self, message: Any) -> None:
-        if message["type"] != ZERO_COPY_SEND:
+        if message["type"] == ZERO_COPY_SEND:
+            await self._zero_copy(message)
+        else:
             await self._send(message)
-            return
+        if self._cycle.response_complete:
+            self.close()
+
+    @property
+    def finished(self) -> bool:
+        return self._cycle.response_complete
+
+    def close(self) -> None:
+        """Release what the response held; its connection's end calls it too."""
+        if self._watched >= 0:
+            watched, self._watched = self._watched, -1
+            os.close(watched)
+
+    async def _zero_copy(self, message: Any) -> None:
         cycle = self._cycle
         if not cycle.response_started or cycle.response_complete:
             raise RuntimeError(f"'{ZERO_COPY_SEND}' outside a response's body")
@@ -310,33 +337,31 @@ class _ZeroCopySend:
                         await asyncio.sleep(_DRAIN_POLL_S)
             finally:
                 transport.set_write_buffer_limits()
-        loop = asyncio.get_running_loop()
-        # A descriptor of our own for the socket: the transport's is registered
-        # with the loop, which would refuse to watch it for us as well.
-        sock = os.dup(transport.get_extra_info("socket").fileno())
-        try:
-            while count and not cycle.disconnected:
-                try:
-                    sent = os.sendfile(sock, fd, offset, count)
-                except BlockingIOError:
-                    await _writable(loop, sock)
-                    continue
-                except OSError as error:
-                    if error.errno in (errno.EPIPE, errno.ECONNRESET):
-                        # Gone: as uvicorn treats a lost client, the rest is dropped.
-                        cycle.disconnected = True
-                        transport.close()
-                        return
-                    raise
-                if not sent:
-                    raise RuntimeError(f"the file ended {count} bytes short of a zero-copy send")
-                offset += sent
-                count -= sent
-        finally:
-            os.close(sock)
+        if self._socket < 0:
+            self._socket = transport.get_extra_info("socket").fileno()
+        while count and not cycle.disconnected:
+            try:
+                sent = os.sendfile(self._socket, fd, offset, count)
+            except BlockingIOError:
+                if self._watched < 0:
+                    self._watched = os.dup(self._socket)
+                await _writable(self._watched)
+                continue
+            except OSError as error:
+                if error.errno in (errno.EPIPE, errno.ECONNRESET):
+                    # Gone: as uvicorn treats a lost client, the rest is dropped.
+                    cycle.disconnected = True
+                    transport.close()
+                    return
+                raise
+            if not sent:
+                raise RuntimeError(f"the file ended {count} bytes short of a zero-copy send")
+            offset += sent
+            count -= sent
 
 
-async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+async def _writable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
 
     def wake() -> None:

@@ -317,6 +317,16 @@ class LocalChunkBackend(ChunkBackend):
     stale_s_min: float = 3600.0
     """A temp or trash entry older than this is a crash's leftover, not work in progress."""
 
+    verified_ttl_s: float = 10.0
+    """How long `open_raw` trusts a file whose payload passed its CRC check
+    without checking it again. Reading the payload through the CPU to check it
+    cost as much as the rest of a zero-copy GET together; a file sent again and
+    again (a hot object) is checked once per this interval instead, while its
+    header (the chunk's name, its length) is checked on every open."""
+
+    verified_entries_max: int = 65_536
+    """At most this many files are remembered as checked (the oldest go first)."""
+
     def __init__(
         self,
         root: Path,
@@ -328,6 +338,8 @@ class LocalChunkBackend(ChunkBackend):
         self._root = os.path.abspath(root)
         self._direct = direct_io and hasattr(os, "O_DIRECT")
         self._buffers = threading.local()
+        #: Files whose payload passed its CRC: name -> (inode, device, checked until).
+        self._verified: dict[str, tuple[int, int, float]] = {}
         self._tmp = os.path.join(self._root, "tmp")
         self._trash = os.path.join(self._root, "trash")
         self._clock = clock
@@ -462,18 +474,40 @@ class LocalChunkBackend(ChunkBackend):
                 if raw is None:
                     self._os.close(fd)
                     return None
-                size = self._os.fstat(fd).st_size
+                status = self._os.fstat(fd)
+                size = status.st_size
                 if size - HEADER_BYTES != raw.length:
                     raise ChunkCorrupted(
                         f"chunk {name}: the file holds {size - HEADER_BYTES} bytes after its"
                         f" header, which declares {raw.length}"
                     )
-                if self._payload_crc(fd, size) != raw.crc:
-                    raise ChunkCorrupted(f"chunk {name}: the payload fails its CRC-32C")
+                if not self._recently_verified(name, status):
+                    if self._payload_crc(fd, size) != raw.crc:
+                        raise ChunkCorrupted(f"chunk {name}: the payload fails its CRC-32C")
+                    self._remember_verified(name, status)
             except BaseException:
                 self._os.close(fd)
                 raise
         return RawFile(fd, HEADER_BYTES, raw.length)
+
+    def _recently_verified(self, name: str, status: os.stat_result) -> bool:
+        entry = self._verified.get(name)
+        return (
+            entry is not None
+            and entry[:2] == (status.st_ino, status.st_dev)
+            and time.monotonic() < entry[2]
+        )
+
+    def _remember_verified(self, name: str, status: os.stat_result) -> None:
+        with self._lock:
+            self._verified.pop(name, None)
+            self._verified[name] = (
+                status.st_ino,
+                status.st_dev,
+                time.monotonic() + self.verified_ttl_s,
+            )
+            while len(self._verified) > self.verified_entries_max:
+                del self._verified[next(iter(self._verified))]
 
     def _payload_crc(self, fd: int, size: int) -> int:
         """The CRC-32C of a blob's payload, read through this thread's scratch
