@@ -113,8 +113,8 @@ class _Connection(HttpToolsProtocol):
         self._raw_head_bytes_max = (
             limits.target_bytes_max + limits.header_bytes_max + 4 * limits.header_count_max
         ) + _READ_SLACK_BYTES
-        #: The zero-copy senders of this connection's responses still in progress.
-        self._senders: list[_ZeroCopySend] = []
+        #: The zero-copy senders holding a descriptor, until their response ends.
+        self._senders: set[_ZeroCopySend] = set()
 
     # -- connection events ------------------------------------------------------------------
 
@@ -124,9 +124,8 @@ class _Connection(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
-        for sender in self._senders:
+        for sender in list(self._senders):
             sender.close()  # a response cut short
-        self._senders.clear()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -198,9 +197,7 @@ class _Connection(HttpToolsProtocol):
             # The cycle's task has been made but not started: it reads
             # ``cycle.send`` when it starts, and finds this one.
             cycle.scope.setdefault("extensions", {})[ZERO_COPY_SEND] = {}
-            sender = _ZeroCopySend(cycle, cycle.send)
-            cycle.send = sender  # type: ignore[method-assign]
-            self._senders = [*(s for s in self._senders if not s.finished), sender]
+            cycle.send = _ZeroCopySend(cycle, cycle.send, self._senders)  # type: ignore[method-assign]
 
     def _plain(self) -> bool:
         """Whether the connection's bytes go to the socket as they are (no TLS)."""
@@ -278,9 +275,11 @@ class _Connection(HttpToolsProtocol):
 class _ZeroCopySend:
     """A cycle's ``send`` that also takes ``http.response.zerocopysend`` messages."""
 
-    def __init__(self, cycle: RequestResponseCycle, send: Any) -> None:
+    def __init__(self, cycle: RequestResponseCycle, send: Any, holding: set[_ZeroCopySend]) -> None:
         self._cycle = cycle
         self._send = send
+        #: The connection's set of senders holding a descriptor (closed if it is lost).
+        self._holding = holding
         #: The connection's socket, and a duplicate of it the loop may watch
         #: (it refuses to watch the transport's own): taken at the first
         #: zero-copy send, the duplicate closed with the response (`close`).
@@ -295,14 +294,11 @@ class _ZeroCopySend:
         if self._cycle.response_complete:
             self.close()
 
-    @property
-    def finished(self) -> bool:
-        return self._cycle.response_complete
-
     def close(self) -> None:
         """Release what the response held; its connection's end calls it too."""
         if self._watched >= 0:
             watched, self._watched = self._watched, -1
+            self._holding.discard(self)
             os.close(watched)
 
     async def _zero_copy(self, message: Any) -> None:
@@ -345,6 +341,7 @@ class _ZeroCopySend:
             except BlockingIOError:
                 if self._watched < 0:
                     self._watched = os.dup(self._socket)
+                    self._holding.add(self)
                 await _writable(self._watched)
                 continue
             except OSError as error:

@@ -144,7 +144,7 @@ def open_reader(
             return fetch_range(backend, executor, manifest, offset, length, files=files)
         return iter(())
 
-    return ObjectReader(info, blocks, offset=offset, length=length)
+    return ObjectReader(info, blocks, offset=offset, length=length, in_memory=manifest is None)
 
 
 def _load_span(backend: ChunkBackend, digest: bytes, start: int, stop: int) -> bytes:
@@ -183,11 +183,14 @@ class ObjectReader:
         *,
         offset: int,
         length: int,
+        in_memory: bool = False,
     ) -> None:
         self.info = info
         #: The first byte returned, and how many bytes follow (after clamping a range).
         self.offset = offset
         self.length = length
+        #: Whether the bytes are at hand (inlined in the metadata): reading them waits on nothing.
+        self.in_memory = in_memory
         self._blocks = blocks
         self._futures: Iterator[Future[Block]] | None = None
 

@@ -142,6 +142,13 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
         self.principal = principal
         self.context = context
 
+    @property
+    def local_reads(self) -> bool:
+        """Whether metadata reads are local (SQLite, in WAL mode): a few pages of a
+        file, never a network round trip nor a wait on writers, so an event loop
+        may make a lookup itself rather than hand it to a thread."""
+        return self._kernel.meta.dialect == "sqlite"
+
     # -- buckets ---------------------------------------------------------------------------
 
     def create_bucket(self, name: str, *, acl: str | None = None) -> BucketInfo:

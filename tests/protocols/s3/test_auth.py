@@ -33,12 +33,12 @@ def test_request_target_is_split_and_headers_folded_as_received() -> None:
     )
     assert (request.path, request.query) == ("/bucket/a%20b", "uploadId=x&partNumber=1")
     assert request.headers == {"host": "h:9000", "x-amz-meta-a": "1,2"}
-    assert request.query_params() == [("uploadId", "x"), ("partNumber", "1")]
+    assert request.query_params() == (("uploadId", "x"), ("partNumber", "1"))
 
 
 def test_query_params_keep_plus_and_decode_utf8() -> None:
     request = SignedRequest.from_target("GET", "/b?prefix=a+b%2Bc%E2%82%AC&uploads&&x=", [])
-    assert request.query_params() == [("prefix", "a+b+c€"), ("uploads", ""), ("x", "")]
+    assert request.query_params() == (("prefix", "a+b+c€"), ("uploads", ""), ("x", ""))
 
 
 @pytest.mark.parametrize(

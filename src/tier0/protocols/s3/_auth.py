@@ -27,6 +27,8 @@ from tier0.protocols.s3 import _sigv4
 
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _DECIMAL = re.compile(r"\d{1,19}")
+#: A request target as HTTP allows it: printable ASCII, no space.
+_PRINTABLE_ASCII = re.compile(r"[!-~]*")
 
 # --- errors -------------------------------------------------------------------
 
@@ -144,6 +146,10 @@ class SignedRequest:
     query: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     host_bucket: str | None = None
+    #: `query_params`, once decoded (the gateway and the authenticator both ask).
+    _params: tuple[tuple[str, str], ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         assert all(name == name.lower() for name in self.headers), "header names must be lower-case"
@@ -165,7 +171,7 @@ class SignedRequest:
         >>> SignedRequest.from_target("GET", "/b/k?uploads", [("Host", "x"), ("X-A", "1"), ("x-a", "2")])
         SignedRequest(method='GET', path='/b/k', query='uploads', headers={'host': 'x', 'x-a': '1,2'}, host_bucket=None)
         """
-        if not target.startswith("/") or not all("!" <= char <= "~" for char in target):
+        if not target.startswith("/") or not _PRINTABLE_ASCII.fullmatch(target):
             raise InvalidURI("Couldn't parse the specified URI.")
         path, _, query = target.partition("?")
         folded: dict[str, str] = {}
@@ -174,21 +180,30 @@ class SignedRequest:
             folded[name] = f"{folded[name]},{value}" if name in folded else value
         return cls(method, path, query, folded, host_bucket)
 
-    def query_params(self) -> list[tuple[str, str]]:
+    def query_params(self) -> tuple[tuple[str, str], ...]:
         """The query's ``(name, value)`` pairs, decoded as UTF-8, in order.
 
         ``+`` stays a plus (S3's clients send spaces as ``%20``), a name sent
         without ``=`` has the value ``""``; raises `InvalidURI` on bad UTF-8.
         """
+        if self._params is None:
+            object.__setattr__(self, "_params", self._decode_query())
+        assert self._params is not None
+        return self._params
+
+    def _decode_query(self) -> tuple[tuple[str, str], ...]:
         params: list[tuple[str, str]] = []
         try:
             for piece in self.query.split("&"):
-                if piece:
-                    name, _, value = piece.partition("=")
-                    params.append((unquote(name, errors="strict"), unquote(value, errors="strict")))
+                if not piece:
+                    continue
+                name, _, value = piece.partition("=")
+                if "%" in piece:
+                    name, value = unquote(name, errors="strict"), unquote(value, errors="strict")
+                params.append((name, value))
         except UnicodeDecodeError:
             raise InvalidURI("The query string is not valid UTF-8.") from None
-        return params
+        return tuple(params)
 
 
 class AuthScheme(enum.Enum):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -179,7 +179,7 @@ class Authenticator:
         )
         return payload.result(principal, access_key, AuthScheme.SIGV4_HEADER, signing)
 
-    def _sigv4_query(self, request: SignedRequest, params: list[tuple[str, str]]) -> AuthResult:
+    def _sigv4_query(self, request: SignedRequest, params: Sequence[tuple[str, str]]) -> AuthResult:
         error = AuthorizationQueryParametersError
         values = _auth_params(
             params,
@@ -356,7 +356,7 @@ class Authenticator:
         _check_sigv2(secret, texts, signature, access_key)
         return payload.result(principal, access_key, AuthScheme.SIGV2_HEADER)
 
-    def _sigv2_query(self, request: SignedRequest, params: list[tuple[str, str]]) -> AuthResult:
+    def _sigv2_query(self, request: SignedRequest, params: Sequence[tuple[str, str]]) -> AuthResult:
         error = AuthorizationQueryParametersError
         values = _auth_params(params, ("AWSAccessKeyId", "Signature", "Expires"), error)
         expires = values["Expires"]
@@ -493,7 +493,7 @@ def _check_sigv2(secret: str, texts: list[str], provided: str, access_key: str) 
 
 
 def _auth_params(
-    params: list[tuple[str, str]], names: tuple[str, ...], error: type[S3AuthError]
+    params: Sequence[tuple[str, str]], names: tuple[str, ...], error: type[S3AuthError]
 ) -> dict[str, str]:
     """The named query parameters, each present exactly once."""
     values: dict[str, str] = {}
@@ -546,8 +546,14 @@ def _signed_headers(value: str, request: SignedRequest, error: type[S3AuthError]
 
 
 def _parse_iso_basic(value: str, error: type[S3AuthError]) -> float:
+    # By hand: strptime cost ~30 us a request, a tenth of a small GET's own work.
     try:
-        parsed = datetime.strptime(value, "%Y%m%dT%H%M%SZ")
+        if not _ISO_BASIC.fullmatch(value):
+            raise ValueError(value)
+        parsed = datetime(
+            int(value[0:4]), int(value[4:6]), int(value[6:8]),
+            int(value[9:11]), int(value[11:13]), int(value[13:15]),
+        )  # fmt: skip
     except ValueError:
         raise error(f"{value!r} is not a valid date and time (yyyyMMddTHHmmssZ)") from None
     return float(calendar.timegm(parsed.timetuple()))

@@ -13,8 +13,10 @@ query parameter without ``=`` canonicalises as ``name=``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -46,6 +48,36 @@ def uri_encode(raw: bytes) -> str:
     return quote_from_bytes(raw, safe="")
 
 
+#: What `uri_encode` keeps as it is: a component made only of these is its own canonical form.
+_UNRESERVED = re.compile(r"[A-Za-z0-9\-._~]*")
+#: Canonical forms remembered, of components at most this long.
+_RECODED_ENTRIES_MAX: Final = 1024
+_RECODED_CHARS_MAX: Final = 256
+
+
+@functools.lru_cache(maxsize=_RECODED_ENTRIES_MAX)
+def _recoded(raw: str) -> str:
+    return uri_encode(unquote_to_bytes(raw))
+
+
+def canonical_component(raw: str) -> str:
+    """A raw (percent-encoded) path segment, query name or value, decoded and
+    encoded again with `uri_encode`: ``%7e`` and ``~`` both become ``~``.
+
+    The common cases cost nothing: a component of unreserved characters only
+    is its own canonical form, and the others recur (a client's credential
+    scope, its signed headers), so their canonical forms are remembered.
+
+    >>> canonical_component("a%20b"), canonical_component("%7euser"), canonical_component("x+y")
+    ('a%20b', '~user', 'x%2By')
+    """
+    if _UNRESERVED.fullmatch(raw):
+        return raw
+    if len(raw) > _RECODED_CHARS_MAX:
+        return uri_encode(unquote_to_bytes(raw))
+    return _recoded(raw)
+
+
 def canonical_uri(raw_path: str) -> str:
     """The canonical URI of a raw (still percent-encoded) request path.
 
@@ -59,7 +91,7 @@ def canonical_uri(raw_path: str) -> str:
     """
     if not raw_path:
         return "/"
-    return "/".join(uri_encode(unquote_to_bytes(segment)) for segment in raw_path.split("/"))
+    return "/".join(canonical_component(segment) for segment in raw_path.split("/"))
 
 
 def canonical_query(raw_query: str, *, exclude: str | None = None) -> str:
@@ -78,10 +110,10 @@ def canonical_query(raw_query: str, *, exclude: str | None = None) -> str:
         if not piece:
             continue
         name, _, value = piece.partition("=")
-        decoded_name = unquote_to_bytes(name)
-        if exclude is not None and decoded_name == exclude.encode():
+        canonical_name = canonical_component(name)
+        if exclude is not None and canonical_name == exclude:
             continue
-        pairs.append((uri_encode(decoded_name), uri_encode(unquote_to_bytes(value))))
+        pairs.append((canonical_name, canonical_component(value)))
     pairs.sort()
     return "&".join(f"{name}={value}" for name, value in pairs)
 
