@@ -372,6 +372,30 @@ def test_open_raw_checks_a_file_again_once_its_check_is_older_than_the_ttl(
         backend.open_raw(name, encoded.hash)
 
 
+def test_open_raw_checked_only_answers_for_files_checked_recently(
+    backend: LocalChunkBackend, root: Path, seam: FaultySeam
+) -> None:
+    encoded = _stored(backend, os.urandom(200_000))
+    name = chunk_name(encoded.hash)
+    opens = seam.calls["open"]
+    assert backend.open_raw(name, encoded.hash, checked_only=True) is None
+    assert seam.calls["open"] == opens  # not checked yet: nothing is even opened
+    checked = backend.open_raw(name, encoded.hash)
+    assert checked is not None
+    checked.close()
+    reads = seam.calls["preadv"]
+    raw = backend.open_raw(name, encoded.hash, checked_only=True)
+    assert raw is not None and seam.calls["preadv"] == reads
+    assert os.pread(raw.fd, raw.length, raw.offset) == bytes(encoded.payload)
+    raw.close()
+    # Another file under the name since (deleted and written again): not vouched for.
+    path = root / name[:2] / name
+    replacement = root / "replacement"
+    replacement.write_bytes(path.read_bytes())
+    os.replace(replacement, path)
+    assert backend.open_raw(name, encoded.hash, checked_only=True) is None
+
+
 def test_open_raw_remembers_at_most_its_limit_of_checked_files(
     backend: LocalChunkBackend, seam: FaultySeam
 ) -> None:

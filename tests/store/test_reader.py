@@ -186,3 +186,24 @@ def test_closing_fetch_range_with_files_closes_the_spans_nobody_took(
         futures.close()
         release(first)
     assert len(os.listdir("/proc/self/fd")) == open_before
+
+
+def test_fetch_range_with_files_opens_files_checked_recently_without_the_pool(
+    stored: tuple[LocalChunkBackend, Manifest, bytes],
+) -> None:
+    backend, manifest, data = stored
+    with ThreadPoolExecutor(2) as executor:  # the first read checks every file
+        for future in fetch_range(backend, executor, manifest, 0, len(data), files=True):
+            block = future.result()
+            assert isinstance(block, FileSpan)
+            block.close()
+    executor_unused = _Recording()
+    received = b""
+    for future in fetch_range(backend, executor_unused, manifest, 5, len(data) - 10, files=True):
+        assert future.done()
+        block = future.result()
+        assert isinstance(block, FileSpan)
+        received += os.pread(block.fd, block.count, block.offset)
+        block.close()
+    assert executor_unused.submitted == []
+    assert received == data[5:-5]

@@ -131,13 +131,11 @@ def serve_command(
         parse_address,
         run_workers,
         serve,
-        tune_allocator,
     )
 
     if (certfile is None) != (keyfile is None):
         raise click.UsageError("TLS needs both --certfile and --keyfile")
     host, port = parse_address(address)
-    tune_allocator()  # before the fork, so that every worker has it
     with session.open(announce_root=False) as t0:
         credential = t0.root_credential
         if credential is not None:

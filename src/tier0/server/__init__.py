@@ -8,7 +8,6 @@ such processes on one port (``tier0 serve --workers N``).
 
 from __future__ import annotations
 
-from tier0.server._allocator import tune_allocator
 from tier0.server._app import App, ASGIApp, HTTPError, Limits, create_app, status_for
 from tier0.server._connection import connection_protocol
 from tier0.server._serve import (
@@ -40,5 +39,4 @@ __all__ = [
     "run_workers",
     "serve",
     "status_for",
-    "tune_allocator",
 ]

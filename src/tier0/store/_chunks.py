@@ -157,11 +157,15 @@ class ChunkBackend(abc.ABC):
         Raises ChunkMissing if absent, StoreFailed on an I/O error.
         """
 
-    def open_raw(self, name: str, hash: bytes) -> RawFile | None:
+    def open_raw(self, name: str, hash: bytes, *, checked_only: bool = False) -> RawFile | None:
         """Chunk ``hash``'s bytes as they lie in the file of its blob ``name``,
         their CRC-32C checked, for a reader to send them without copying them
         (``os.sendfile``); the caller closes it. None where the blob is
         compressed, or the backend keeps no files (this default).
+
+        ``checked_only`` answers only for a file whose payload was checked
+        recently (None otherwise, at no cost): then the call does no more than
+        open it and read its header, cheap enough for an event loop.
 
         Raises as `read`, and ChunkCorrupted for a blob that fails its checks.
         """
@@ -466,7 +470,11 @@ class LocalChunkBackend(ChunkBackend):
             finally:
                 self._os.close(fd)
 
-    def open_raw(self, name: str, hash: bytes) -> RawFile | None:
+    def open_raw(self, name: str, hash: bytes, *, checked_only: bool = False) -> RawFile | None:
+        if checked_only:
+            entry = self._verified.get(name)
+            if entry is None or time.monotonic() >= entry[2]:
+                return None
         with self._os_errors(f"reading chunk {name}"):
             fd = self._open_blob(name)
             try:
@@ -482,6 +490,9 @@ class LocalChunkBackend(ChunkBackend):
                         f" header, which declares {raw.length}"
                     )
                 if not self._recently_verified(name, status):
+                    if checked_only:  # another file under the name since its check
+                        self._os.close(fd)
+                        return None
                     if self._payload_crc(fd, size) != raw.crc:
                         raise ChunkCorrupted(f"chunk {name}: the payload fails its CRC-32C")
                     self._remember_verified(name, status)

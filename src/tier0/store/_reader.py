@@ -93,7 +93,11 @@ def fetch_range(
     pending_bytes = 0
     try:
         for digest, start, stop in spans:
-            pending.append((executor.submit(load, backend, digest, start, stop), stop - start))
+            # A file checked moments ago opens here, on the consumer's thread: a
+            # hand-off to the pool and back would cost more than opening it.
+            ready = _checked_span(backend, digest, start, stop) if files else None
+            future = ready or executor.submit(load, backend, digest, start, stop)
+            pending.append((future, stop - start))
             pending_bytes += stop - start
             while pending_bytes >= ahead_bytes:
                 future, size = pending.popleft()
@@ -159,6 +163,22 @@ def _open_span(backend: ChunkBackend, digest: bytes, start: int, stop: int) -> B
     if raw is None:
         return _load_span(backend, digest, start, stop)
     return FileSpan(raw, raw.offset + start, stop - start)
+
+
+def _checked_span(
+    backend: ChunkBackend, digest: bytes, start: int, stop: int
+) -> Future[Block] | None:
+    """The span of a chunk file checked recently, as a done future; None if there is none."""
+    future: Future[Block] = Future()
+    try:
+        raw = backend.open_raw(chunk_name(digest), digest, checked_only=True)
+    except Exception as error:
+        future.set_exception(error)
+        return future
+    if raw is None:
+        return None
+    future.set_result(FileSpan(raw, raw.offset + start, stop - start))
+    return future
 
 
 def _resolved(data: bytes) -> Future[Block]:
