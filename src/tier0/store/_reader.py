@@ -1,9 +1,10 @@
 """The read path: a version's bytes, streamed chunk by chunk.
 
 A range read touches only the chunks that overlap it. Every chunk is checked
-against its hash as it is decoded, so corruption surfaces as ChunkCorrupted,
-never as wrong bytes. The next chunks are fetched ahead on the store's thread
-pool (`READ_AHEAD_BYTES`) while the caller consumes the current one.
+as it is read (its blob's name and CRC, or its hash: `decode_chunk`), so
+corruption surfaces as ChunkCorrupted, never as wrong bytes. The next chunks
+are fetched ahead on the store's thread pool (`READ_AHEAD_BYTES`) while the
+caller consumes the current one.
 
 A consumer that can send bytes straight from a file (``os.sendfile``) asks
 for file spans: a chunk stored raw in a local chunk file is then checked
