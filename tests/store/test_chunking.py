@@ -348,3 +348,16 @@ def test_encode_and_decode_round_trip_when_threads_share_them() -> None:
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_iter_chunks_cuts_one_bytes_block_where_it_lies() -> None:
+    data = random.Random(7).randbytes(9 * 1024 * 1024)
+    chunks = list(iter_chunks([data]))
+    assert b"".join(chunks) == data and len(chunks) > 3
+    assert all(chunk.readonly for chunk in chunks)
+    # Only the uncertain end (less than a largest chunk) is copied, to be cut again.
+    in_place = sum(len(chunk) for chunk in chunks if chunk.obj is data)
+    assert in_place >= len(data) - ChunkingPolicy().size_max_bytes
+    # A mutable block is copied: the caller may change it after the cut.
+    mutable = bytearray(data)
+    assert all(chunk.obj is not mutable for chunk in iter_chunks([mutable]))

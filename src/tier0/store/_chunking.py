@@ -126,7 +126,7 @@ def iter_chunks(
     tail = b""
     exhausted = False
     while not exhausted or tail:
-        # Each byte is copied once, into the window; chunks are views of it.
+        # Each byte is copied at most once, into the window; chunks are views of it.
         parts: list[bytes | bytearray | memoryview] = [tail]
         size = len(tail)
         while size < window_bytes:
@@ -136,7 +136,13 @@ def iter_chunks(
                 break
             parts.append(block)
             size += len(block)
-        window = memoryview(b"".join(parts)).toreadonly()
+        if len(parts) == 2 and not tail and isinstance(parts[1], bytes):
+            # One immutable block and nothing before it (a whole object given
+            # as bytes): cut it where it lies. Copying 256 MiB into a fresh
+            # buffer cost more than cutting it (page faults: ~1.7 GB/s).
+            window = memoryview(parts[1])
+        else:
+            window = memoryview(b"".join(parts)).toreadonly()
         del parts, block  # nothing but chunks in use may keep buffers alive
         consumed = yield from _cut_window(chunker, window, policy, final=exhausted)
         tail = bytes(window[consumed:])
