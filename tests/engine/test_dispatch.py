@@ -83,6 +83,41 @@ def test_paused_and_removed_triggers_do_not_fire(t0: tier0.Tier0) -> None:
     assert triggers.list() == []
 
 
+def test_what_happens_while_a_trigger_is_paused_never_fires_it(t0: tier0.Tier0) -> None:
+    # No dispatch runs during the pause (an engine that was down): the events
+    # of the pause are still in the log after the resume, and still skipped.
+    triggers, dispatcher = _engine(t0)
+    t0.create_bucket("docs")
+    triggers.create(TriggerSpec("all", "f", bucket="docs"), created_by="root")
+    triggers.pause("all")
+    t0.put("docs", "during", b"1")
+    triggers.resume("all")
+    triggers.resume("all")  # resuming an active trigger changes nothing
+    t0.put("docs", "after", b"2")
+    assert dispatcher.dispatch().invocations_made == 1
+    assert [row[2] for row in _invocations(t0)] == ["after"]
+
+
+def test_with_no_trigger_active_the_cursor_moves_at_most_every_interval(
+    t0: tier0.Tier0, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tier0.engine._dispatch as dispatch_module
+
+    triggers, dispatcher = _engine(t0)
+    t0.create_bucket("docs")
+    triggers.create(TriggerSpec("all", "f", bucket="docs"), created_by="root")
+    triggers.pause("all")
+    first = dispatcher.dispatch()  # moves the cursor to the end of the log
+    commits = t0.statistics().commits
+    for i in range(5):
+        t0.put("docs", f"k{i}", b"x")
+        assert dispatcher.dispatch().cursor == first.cursor  # nothing written
+    assert t0.statistics().commits == commits + 5  # the puts' own commits only
+    monkeypatch.setattr(dispatch_module, "IDLE_CURSOR_S", 0.0)
+    assert dispatcher.dispatch().cursor == first.cursor + 5
+    assert _invocations(t0) == []
+
+
 def test_triggers_are_stored_whole_and_refused_when_wrong(t0: tier0.Tier0) -> None:
     triggers, _ = _engine(t0)
     spec = TriggerSpec("t", "f", bucket="b", prefix="p/", suffix=".x", events=("created",

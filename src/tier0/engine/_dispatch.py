@@ -18,6 +18,7 @@ names, only for triggers that have a filter.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -35,6 +36,8 @@ CURSOR: Final = "engine.dispatch"
 #: Events one dispatch reads at most (one transaction).
 DISPATCH_EVENTS_MAX: Final = 1000
 TRIGGERS_MAX: Final = 10_000
+#: While no trigger is active, how often the cursor is moved past the events.
+IDLE_CURSOR_S: Final = 1.0
 ACTIVE: Final = "active"
 PAUSED: Final = "paused"
 QUEUED: Final = "queued"
@@ -158,10 +161,20 @@ class Triggers:
         return [TriggerInfo(_spec(load_json(r[0])), r[1], int(r[2])) for r in rows]
 
     def pause(self, name: str) -> None:
+        """Stop firing ``name``: what happens while it is paused never fires it,
+        not even once it is resumed."""
         self._set_state(name, PAUSED)
 
     def resume(self, name: str) -> None:
-        self._set_state(name, ACTIVE)
+        """Fire a paused ``name`` again, for the events from now on."""
+        self._change(
+            name,
+            lambda tx: tx.execute(
+                "UPDATE t0_triggers SET state = ?,"
+                " after_seq = CASE WHEN state = ? THEN ? ELSE after_seq END WHERE name = ?",
+                (ACTIVE, PAUSED, tx.seq, name),
+            ),
+        )
 
     def remove(self, name: str) -> None:
         def drop(tx: WriteTx) -> None:
@@ -195,6 +208,11 @@ class Dispatcher:
         self._meta = meta
         self._committer = committer
         self._clock = clock
+        #: When this dispatcher last wrote its cursor (monotonic).
+        self._dispatched_at = -math.inf
+        #: Whether no trigger was active at the last look (`dispatch`): then
+        #: commits need not wake an engine; a look every `IDLE_CURSOR_S` will do.
+        self.quiet = False
 
     def dispatch(self, *, events_max: int = DISPATCH_EVENTS_MAX) -> DispatchReport:
         """Handle the next events (at most ``events_max``) in one transaction.
@@ -208,16 +226,29 @@ class Dispatcher:
         idle = self._idle()
         if idle is not None:
             return DispatchReport(0, 0, idle)
-        return self._committer.run(lambda tx: self._dispatch(tx, events_max))
+        report = self._committer.run(lambda tx: self._dispatch(tx, events_max))
+        self._dispatched_at = time.monotonic()
+        return report
 
     def _idle(self) -> int | None:
-        """The cursor, if no event, message or scheduled time awaits dispatch; else None."""
+        """The cursor, if no event, message or scheduled time awaits dispatch; else None.
+
+        While no trigger is active, events fire nothing: the cursor is moved
+        past them at most every `IDLE_CURSOR_S` rather than in a write
+        transaction after every commit, which took the metadata write lock
+        from the writers a server serves. (A trigger made or resumed meanwhile
+        fires only for events after that, whatever the cursor.)
+        """
         now = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC)
         with self._meta.reader() as db:
             latest = int(db.query_one("SELECT value FROM t0_counters WHERE name = 'seq'")[0])
             row = db.query_one("SELECT seq FROM t0_cursors WHERE name = ?", (CURSOR,))
             cursor = int(row[0]) if row else 0
-            if latest > cursor:
+            active = db.query_one("SELECT 1 FROM t0_triggers WHERE state = ? LIMIT 1", (ACTIVE,))
+            self.quiet = active is None
+            if latest > cursor and (
+                active is not None or time.monotonic() - self._dispatched_at >= IDLE_CURSOR_S
+            ):
                 return None
             if db.query_one(_STREAM_TRIGGERS_BEHIND + " LIMIT 1", (ACTIVE,)):
                 return None

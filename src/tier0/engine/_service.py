@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from tier0.engine._dispatch import Dispatcher
+from tier0.engine._dispatch import IDLE_CURSOR_S, Dispatcher
 from tier0.engine._functions import FunctionInfo, Functions
 from tier0.engine._runner import BACKOFF_S, LOST, Invocation, Outcome, Runner
 from tier0.errors import NoSuchFunction
@@ -183,7 +183,11 @@ class EngineLoop:
                 self.failures += 1
                 _log.exception("engine round failed")
                 busy = False
-            if not busy:
+            if not busy and self.dispatcher.quiet:
+                # No trigger is active: commits fire nothing, and waking for
+                # each took CPU from the writers (a look a second will do).
+                self._stop.wait(min(self._idle_s, IDLE_CURSOR_S))
+            elif not busy:
                 signal.wait_changed(generation, self._idle_s)
 
     def _round(self) -> bool:
