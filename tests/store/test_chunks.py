@@ -18,7 +18,8 @@ import pytest
 from tests.store.chunk_backend_kit import IDLE_S, ChunkBackendKit, FakeClock, blob_of, name_of
 from tier0.errors import ChunkCorrupted, ChunkMissing, StorageFull, StoreFailed
 from tier0.store._chunking import HEADER_BYTES, Codec, EncodedChunk, chunk_name, encode_chunk
-from tier0.store._chunks import ChunkBackend, LocalChunkBackend, OsSeam
+from tier0.store._chunks import ChunkBackend
+from tier0.store._chunks_local import LocalChunkBackend, OsSeam
 
 
 class TestLocalChunkBackend(ChunkBackendKit):
@@ -552,7 +553,7 @@ _TOUCHER = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from tier0.store._chunks import LocalChunkBackend
+    from tier0.store._chunks_local import LocalChunkBackend
 
     backend = LocalChunkBackend(Path(sys.argv[1]))
     print("ready", flush=True)

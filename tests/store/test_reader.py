@@ -13,7 +13,7 @@ import pytest
 import tier0
 from tier0.errors import ChunkCorrupted
 from tier0.store._chunking import HEADER_BYTES, chunk_name, encode_chunk
-from tier0.store._chunks import LocalChunkBackend
+from tier0.store._chunks_local import LocalChunkBackend
 from tier0.store._manifest import Manifest
 from tier0.store._reader import Block, FileSpan, fetch_range, iter_range, release
 

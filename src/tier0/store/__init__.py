@@ -29,7 +29,8 @@ from tier0.store._chunking import (
     encode_chunk,
     iter_chunks,
 )
-from tier0.store._chunks import ChunkBackend, ChunkBackendStatistics, LocalChunkBackend, OsSeam
+from tier0.store._chunks import ChunkBackend, ChunkBackendStatistics
+from tier0.store._chunks_local import LocalChunkBackend, OsSeam
 from tier0.store._chunks_s3 import (
     S3ChunkBackend,
     S3ChunkBackendStatistics,

@@ -111,7 +111,8 @@ from tier0.errors import (
     StoreFailed,
 )
 from tier0.store._chunking import CHUNK_BYTES_MAX
-from tier0.store._chunks import Blob, ChunkBackend, ChunkBackendStatistics, LocalChunkBackend
+from tier0.store._chunks import Blob, ChunkBackend, ChunkBackendStatistics
+from tier0.store._chunks_local import LocalChunkBackend
 
 __all__ = ["S3ChunkBackend", "S3ChunkBackendStatistics", "open_chunk_backend"]
 
