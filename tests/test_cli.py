@@ -496,7 +496,8 @@ def test_get_to_a_closed_pipe_exits_without_a_traceback(run: Run, docs: str, dat
     process.stdout.close()  # like `| head -c 1000`
     with process.stderr:
         stderr = process.stderr.read().decode()
-    assert process.wait(timeout=60) == 1
+    # stderr in the message: a run that exits 0 (every write succeeded) was seen once in CI.
+    assert process.wait(timeout=60) == 1, stderr
     assert "Traceback" not in stderr
 
 

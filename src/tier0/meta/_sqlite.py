@@ -279,10 +279,13 @@ class _DirectoryWatcher:
     """
 
     TICK_S: Final = 0.25
+    #: How long close() waits for the thread before leaving it to finish on its own.
+    JOIN_TIMEOUT_S: float = 5.0
 
     def __init__(self, directory: Path, on_change: Any) -> None:
         self._on_change = on_change
         self._stop_read, self._stop_write = os.pipe()
+        self._closing = threading.Lock()
         self._fd = self._open_inotify(directory)
         self._thread = threading.Thread(target=self._run, name="tier0-meta-watch", daemon=True)
         self._thread.start()
@@ -305,6 +308,18 @@ class _DirectoryWatcher:
         return fd
 
     def _run(self) -> None:
+        # The thread owns the descriptors it reads and closes them itself, once it has
+        # stopped using them: closed under a running thread, a number could be reused by
+        # the next pipe the process opens (a subprocess's stdout, say), and this loop
+        # would drain it.
+        try:
+            self._watch()
+        finally:
+            for fd in (self._stop_read, self._fd):
+                if fd >= 0:
+                    os.close(fd)
+
+    def _watch(self) -> None:
         watched = [self._stop_read] + ([self._fd] if self._fd >= 0 else [])
         while True:
             ready, _, _ = select.select(watched, [], [], None if self._fd >= 0 else self.TICK_S)
@@ -317,8 +332,11 @@ class _DirectoryWatcher:
             self._on_change()
 
     def close(self) -> None:
-        os.write(self._stop_write, b"x")
-        self._thread.join(timeout=5)
-        for fd in (self._stop_read, self._stop_write, self._fd):
-            if fd >= 0:
-                os.close(fd)
+        # Closing the write end is the stop signal (the read end sees end of file); a
+        # thread slow to notice still closes its own descriptors when it does.
+        with self._closing:
+            if self._stop_write < 0:
+                return  # closed already: the number may be someone else's by now
+            os.close(self._stop_write)
+            self._stop_write = -1
+        self._thread.join(timeout=self.JOIN_TIMEOUT_S)
