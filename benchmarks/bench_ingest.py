@@ -211,12 +211,19 @@ def _random(context: Context, section: Section, total: int, label: str, repeat: 
     put_md5_s: list[float] = []
     md5_s: list[float] = []
     verified = True
-    for trial in range(repeat):
-        with context.scratch("ingest-random") as directory:
-            file_s.append(timed(lambda: write_file(directory / "baseline.bin", blocks))[0])
-            os.unlink(directory / "baseline.bin")
+    # The trials' files are deleted only once all have run: on this VM's ext4 (no
+    # journal), a file created within ~30 s of a deletion skips over the recently
+    # freed inodes (recently_deleted() in the inode allocator), ~0.6 ms a create,
+    # so deleting a trial's store cost the next trial's put (a file per chunk) a
+    # fifth of its speed, and the single-file baseline nothing.
+    with context.scratch("ingest-random") as root:
+        for trial in range(repeat):
+            directory = root / f"trial-{trial}"
+            directory.mkdir()
+            baseline = directory / "baseline.bin"
+            file_s.append(timed(lambda path=baseline: write_file(path, blocks))[0])
             for md5, times in ((False, put_s), (True, put_md5_s)):
-                with context.scratch("store") as store_dir, open_store(store_dir) as t0:
+                with open_store(directory / f"store-md5-{md5}") as t0:
                     t0.create_bucket(BUCKET)
                     elapsed, info = timed(lambda m=md5: t0.put(BUCKET, "big", iter(blocks), md5=m))
                     times.append(elapsed)

@@ -166,6 +166,18 @@ def test_write_fsyncs_the_file_and_its_directory_only(
     assert seam.fsynced_directories == [str(root / NAME[:2])]
 
 
+def test_a_write_whose_name_waits_syncs_its_directory_only_at_flush(
+    backend: LocalChunkBackend, root: Path, seam: FaultySeam
+) -> None:
+    seam.fsynced_directories.clear()
+    backend.write(NAME, BLOB, name_durable=False)
+    assert seam.calls["fsync_file"] == 1  # the content is durable at once
+    assert seam.fsynced_directories == []
+    assert backend.read(NAME) == BLOB
+    backend.flush([NAME])
+    assert seam.fsynced_directories == [str(root / NAME[:2])]
+
+
 def test_open_creates_every_fan_out_directory_durably(root: Path, seam: FaultySeam) -> None:
     seam.fsynced_directories.clear()
     LocalChunkBackend(root / "fresh", os_seam=seam)

@@ -144,29 +144,35 @@ def iter_chunks(
         else:
             window = memoryview(b"".join(parts)).toreadonly()
         del parts, block  # nothing but chunks in use may keep buffers alive
-        consumed = yield from _cut_window(chunker, window, policy, final=exhausted)
+        consumed = yield from _cut_window(chunker, window, final=exhausted)
         tail = bytes(window[consumed:])
         del window
 
 
 def _cut_window(
-    chunker: pyfastcdc.FastCDC, window: memoryview, policy: ChunkingPolicy, *, final: bool
+    chunker: pyfastcdc.FastCDC, window: memoryview, *, final: bool
 ) -> Generator[memoryview, None, int]:
     """Yield the chunks of ``window`` whose cut is certain; return how many bytes they cover.
 
-    FastCDC looks at most ``size_max_bytes`` past a chunk's start, so a cut is
-    content-defined only with that much in view, or at the true end of the
-    input. A chunk that had less starts the next window instead. (A separate
-    function so that its locals, which reference the window, die with it.)
-    The hypothesis test in tests/store/test_chunking.py holds the cut points to
+    FastCDC ends a chunk where the gear hash of the bytes before matches, or
+    at ``size_max_bytes``: either way the cut depends on nothing after it. So
+    every chunk that ends inside the window is certain, and only the one that
+    ran into the window's end (unless it is the true end of the input) is
+    carried into the next window, to be cut again with more in view. (Carrying
+    every chunk that started within ``size_max_bytes`` of the end instead
+    copied and scanned about half of each window twice.) A separate function
+    so that its locals, which reference the window, die with it. The
+    hypothesis test in tests/store/test_chunking.py holds the cut points to
     cutting the whole input at once.
     """
     consumed = 0
+    end = len(window)
     for chunk in chunker.cut_buf(window):
-        if not final and len(window) - chunk.offset < policy.size_max_bytes:
+        cut = chunk.offset + chunk.length
+        if cut == end and not final:
             break
-        consumed = chunk.offset + chunk.length
-        yield window[chunk.offset : consumed]
+        consumed = cut
+        yield window[chunk.offset : cut]
     return consumed
 
 

@@ -88,7 +88,7 @@ class ChunkBackend(abc.ABC):
     verify_hash_on_read: ClassVar[bool] = False
 
     @abc.abstractmethod
-    def write(self, name: str, blob: Blob) -> None:
+    def write(self, name: str, blob: Blob, *, name_durable: bool = True) -> None:
         """Store ``blob`` (bytes, or a sequence of buffers to concatenate) under ``name``,
         durably and atomically.
 
@@ -96,6 +96,10 @@ class ChunkBackend(abc.ABC):
         before leaves either nothing or the whole blob there, never part of it.
         Writing a name that exists is allowed (same content by construction)
         and leaves an intact blob. Raises StorageFull or StoreFailed.
+
+        ``name_durable=False`` lets the name become durable only at a later
+        ``flush`` of it (the content is durable either way): a writer of many
+        blobs then syncs each directory once, not once per blob.
         """
 
     @abc.abstractmethod
@@ -111,10 +115,11 @@ class ChunkBackend(abc.ABC):
 
     @abc.abstractmethod
     def flush(self, names: Iterable[str]) -> None:
-        """Make the presence of these (touched, existing) names durable.
+        """Make the presence of these (touched or written, existing) names durable.
 
-        A concurrent writer may have renamed a blob in without having made its
-        directory entry durable yet. Raises StoreFailed.
+        A concurrent writer, or this one with ``name_durable=False``, may have
+        renamed a blob in without having made its directory entry durable yet.
+        Raises StoreFailed.
         """
 
     @abc.abstractmethod

@@ -177,17 +177,17 @@ class LocalChunkBackend(ChunkBackend):
 
     # -- the seam ------------------------------------------------------------
 
-    def write(self, name: str, blob: Blob) -> None:
+    def write(self, name: str, blob: Blob, *, name_durable: bool = True) -> None:
         try:
-            self._write(name, blob)
+            self._write(name, blob, name_durable)
         except OSError as error:
             if error.errno != errno.EINVAL or not self._direct:
                 raise
             # Some filesystems accept O_DIRECT at open and refuse it at write.
             self._direct = False
-            self._write(name, blob)
+            self._write(name, blob, name_durable)
 
-    def _write(self, name: str, blob: Blob) -> None:
+    def _write(self, name: str, blob: Blob, name_durable: bool) -> None:
         directory, path = self._locate(name)
         parts = (
             [memoryview(blob).cast("B")]
@@ -215,7 +215,8 @@ class LocalChunkBackend(ChunkBackend):
                 self._os.close(closing)
                 self._os.replace(temp, path)
                 temp = None
-                self._fsync_directory(directory)
+                if name_durable:
+                    self._fsync_directory(directory)
             except BaseException:
                 self._abandon(fd, temp)
                 raise

@@ -293,7 +293,7 @@ class S3ChunkBackend(ChunkBackend):
 
     # -- the seam ------------------------------------------------------------
 
-    def write(self, name: str, blob: Blob) -> None:
+    def write(self, name: str, blob: Blob, *, name_durable: bool = True) -> None:
         key = self._chunk_key(name)
         # One buffer: its MD5 goes in the header, and a retry resends it.
         data = bytes(blob) if isinstance(blob, bytes | memoryview) else b"".join(blob)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import queue
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, Future
@@ -27,6 +29,10 @@ from tier0.store._chunks import ChunkBackend
 from tier0.store._manifest import Manifest
 
 CHUNKS_IN_FLIGHT_MAX: Final = 6
+#: A stream's digests move to a thread of its own past this many bytes (see `_Digests`).
+DIGEST_AHEAD_BYTES: Final = 4 * 1024 * 1024
+DIGEST_BATCH_BYTES: Final = 1024 * 1024
+DIGEST_QUEUE_BATCHES: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +68,21 @@ class Ingested:
         return sum(c.stored_bytes for c in self.chunks)
 
 
-def store_chunk(backend: ChunkBackend, data: bytes | memoryview) -> StoredChunk:
-    """Make one chunk durable in ``backend``: dedup by touch, else encode and write."""
+def store_chunk(
+    backend: ChunkBackend, data: bytes | memoryview, *, name_durable: bool = True
+) -> StoredChunk:
+    """Make one chunk durable in ``backend``: dedup by touch, else encode and write.
+
+    With ``name_durable=False`` its name is durable only once the caller
+    flushes it (`ChunkBackend.write`); a touched name always needs the flush.
+    """
     digest = blake3.blake3(data).digest()
     name = chunk_name(digest)
     stored = backend.touch(name)
     if stored is not None:
         return StoredChunk(digest, len(data), stored, deduplicated=True)
     encoded = encode_chunk(data, digest=digest)
-    backend.write(name, encoded.parts)
+    backend.write(name, encoded.parts, name_durable=name_durable)
     return StoredChunk(digest, len(data), encoded.stored_bytes, deduplicated=False)
 
 
@@ -114,8 +126,7 @@ def ingest(
                 small.digests(),
             )
         source = [source]
-    whole = blake3.blake3()
-    hashers = _Hashers(checksums, md5=md5)
+    digests = _Digests(checksums, md5=md5)
     size = 0
 
     blocks = source
@@ -127,29 +138,36 @@ def ingest(
                 continue
             block = bytes(block)
             size += len(block)
-            whole.update(block)
-            hashers.update(block)
+            digests.update(block)
             yield block
 
-    stream = counted()
-    head: list[bytes] = []
-    head_bytes = 0
-    for block in stream:
-        head.append(block)
-        head_bytes += len(block)
-        if head_bytes > inline_bytes_max:
-            break
-    else:
-        return Ingested(
-            size, b"".join(head), (), _checksum(whole), hashers.md5_hex(), hashers.digests()
-        )
+    try:
+        stream = counted()
+        head: list[bytes] = []
+        head_bytes = 0
+        for block in stream:
+            head.append(block)
+            head_bytes += len(block)
+            if head_bytes > inline_bytes_max:
+                break
+        else:
+            whole, hashers = digests.finish()
+            return Ingested(
+                size, b"".join(head), (), _checksum(whole), hashers.md5_hex(), hashers.digests()
+            )
 
-    def rest() -> Iterator[bytes]:
-        yield from head
-        yield from stream
+        def rest() -> Iterator[bytes]:
+            yield from head
+            yield from stream
 
-    chunks = _store_all(iter_chunks(rest(), policy), backend, executor, keepalive_s, clock)
-    backend.flush([chunk_name(c.hash) for c in chunks if c.deduplicated])
+        chunks = _store_all(iter_chunks(rest(), policy), backend, executor, keepalive_s, clock)
+        whole, hashers = digests.finish()
+    finally:
+        digests.close()
+    # Every name at once: the chunks were written without a directory sync each
+    # (a second journal commit per chunk: ~15 % of a 256 MiB put), and touched
+    # names may be a concurrent writer's, not yet durable.
+    backend.flush([chunk_name(c.hash) for c in chunks])
     return Ingested(
         size, None, tuple(chunks), _checksum(whole), hashers.md5_hex(), hashers.digests()
     )
@@ -169,7 +187,7 @@ def _store_all(
         for piece in pieces:
             if len(in_flight) >= CHUNKS_IN_FLIGHT_MAX:
                 done.append(in_flight.popleft().result())
-            in_flight.append(executor.submit(store_chunk, backend, piece))
+            in_flight.append(executor.submit(store_chunk, backend, piece, name_durable=False))
             if clock() - refreshed > keepalive_s:
                 # A slow stream: keep what is already stored fresh for the GC.
                 for chunk in done:
@@ -192,6 +210,86 @@ def _store_all(
 
 def _checksum(hasher: blake3.blake3) -> str:
     return "blake3:" + hasher.hexdigest()
+
+
+class _Digests:
+    """The whole stream's digests (BLAKE3, and MD5 and checksums when asked for).
+
+    A small stream is hashed as it flows. Past ``DIGEST_AHEAD_BYTES`` the
+    blocks go, in order, to a thread of this stream's own, so that hashing
+    runs beside the cutting instead of before it: one 256 MiB stream spent
+    ~57 ms in BLAKE3 and ~350 ms in MD5 on the caller's thread, ahead of the
+    chunker's ~67 ms, and both release the GIL. The queue holds at most
+    ``DIGEST_QUEUE_BATCHES`` batches of about ``DIGEST_BATCH_BYTES``. Neither
+    a store thread (a hash queued behind chunk writes and their fsyncs would
+    stall the stream) nor a thread for small objects (starting one costs more
+    than hashing a few MiB).
+    """
+
+    def __init__(self, checksums: Collection[str], *, md5: bool) -> None:
+        self._whole = blake3.blake3()
+        self._hashers = _Hashers(checksums, md5=md5)
+        self._seen_bytes = 0
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
+        self._queue: queue.Queue[list[bytes] | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def update(self, block: bytes) -> None:
+        if self._queue is None:
+            self._whole.update(block)
+            self._hashers.update(block)
+            self._seen_bytes += len(block)
+            if self._seen_bytes > DIGEST_AHEAD_BYTES:
+                self._queue = queue.Queue(DIGEST_QUEUE_BATCHES)
+                self._thread = threading.Thread(
+                    target=self._run, name="tier0-digest", daemon=True
+                )
+                self._thread.start()
+            return
+        self._batch.append(block)
+        self._batch_bytes += len(block)
+        if self._batch_bytes >= DIGEST_BATCH_BYTES:
+            self._send()
+
+    def finish(self) -> tuple[blake3.blake3, _Hashers]:
+        """The hashers, once every block sent has been through them."""
+        if self._queue is not None:
+            self._send()
+            self._stop()
+            if self._error is not None:
+                raise self._error
+        return self._whole, self._hashers
+
+    def close(self) -> None:
+        """Stop the thread (after a failure: what it still holds is dropped)."""
+        if self._thread is not None and self._thread.is_alive():
+            self._batch.clear()
+            self._stop()
+
+    def _send(self) -> None:
+        assert self._queue is not None
+        if self._batch:
+            self._queue.put(self._batch)
+            self._batch, self._batch_bytes = [], 0
+
+    def _stop(self) -> None:
+        assert self._queue is not None and self._thread is not None
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while (batch := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain, so that the feeder never blocks on a full queue
+            try:
+                for block in batch:
+                    self._whole.update(block)
+                    self._hashers.update(block)
+            except BaseException as error:  # reported by finish()
+                self._error = error
 
 
 class _Hashers:
