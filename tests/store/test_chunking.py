@@ -8,6 +8,7 @@ import random
 import threading
 import tracemalloc
 from collections.abc import Iterator
+from typing import Any
 
 import blake3
 import pyfastcdc
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tier0.errors import ChunkCorrupted, InvalidArgument
+from tier0.store import _chunking
 from tier0.store._chunking import (
     CHUNK_BYTES_MAX,
     HEADER_BYTES,
@@ -198,6 +200,28 @@ def test_encode_stores_raw_when_head_sample_incompressible() -> None:
     data = os.urandom(64 * 1024) + bytes(1024 * 1024)
     assert encode_chunk(data).codec == Codec.RAW
     assert encode_chunk(data[::-1]).codec == Codec.ZSTD
+
+
+@pytest.mark.parametrize("size", [1000, 4096, 64 * 1024])
+def test_a_small_value_is_screened_before_zstd_and_still_compressed_when_it_shrinks(
+    size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small buffers are screened under the GIL (zstd releases it on every call):
+    # random bytes never reach zstd, text still does, and compresses.
+    calls: list[int] = []
+    real = _chunking._ThreadCodecs.compressor
+
+    def counting(codecs: Any, level: int) -> Any:
+        calls.append(level)
+        return real(codecs, level)
+
+    monkeypatch.setattr(_chunking._ThreadCodecs, "compressor", counting)
+    assert encode_chunk(os.urandom(size), compact=True).codec == Codec.RAW
+    assert calls == []
+    text = b"".join(b'{"user": %d, "ok": true}\n' % i for i in range(size))[:size]
+    encoded = encode_chunk(text, compact=True)
+    assert calls and encoded.codec == Codec.ZSTD
+    assert decode_chunk(encoded.hash, encoded.blob) == text
 
 
 def test_encode_stores_raw_when_data_empty() -> None:

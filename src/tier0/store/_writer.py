@@ -26,6 +26,7 @@ from tier0.errors import StoreError
 from tier0.store._checksums import ALGORITHMS, Hasher
 from tier0.store._chunking import ChunkingPolicy, chunk_name, encode_chunk, iter_chunks
 from tier0.store._chunks import ChunkBackend
+from tier0.store._hashing import blake3_digest, update
 from tier0.store._manifest import Manifest
 
 CHUNKS_IN_FLIGHT_MAX: Final = 6
@@ -76,7 +77,7 @@ def store_chunk(
     With ``name_durable=False`` its name is durable only once the caller
     flushes it (`ChunkBackend.write`); a touched name always needs the flush.
     """
-    digest = blake3.blake3(data).digest()
+    digest = blake3_digest(data)
     name = chunk_name(digest)
     stored = backend.touch(name)
     if stored is not None:
@@ -121,7 +122,7 @@ def ingest(
                 len(source),
                 source,
                 (),
-                "blake3:" + blake3.blake3(source).hexdigest(),
+                "blake3:" + blake3_digest(source).hex(),
                 small.md5_hex(),
                 small.digests(),
             )
@@ -238,14 +239,12 @@ class _Digests:
 
     def update(self, block: bytes) -> None:
         if self._queue is None:
-            self._whole.update(block)
+            update(self._whole, block)
             self._hashers.update(block)
             self._seen_bytes += len(block)
             if self._seen_bytes > DIGEST_AHEAD_BYTES:
                 self._queue = queue.Queue(DIGEST_QUEUE_BATCHES)
-                self._thread = threading.Thread(
-                    target=self._run, name="tier0-digest", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name="tier0-digest", daemon=True)
                 self._thread.start()
             return
         self._batch.append(block)
@@ -306,7 +305,7 @@ class _Hashers:
 
     def update(self, block: bytes) -> None:
         for hasher in self._hashers.values():
-            hasher.update(block)
+            update(hasher, block)
 
     def md5_hex(self) -> str | None:
         return self._hashers["md5"].digest().hex() if self._md5 else None
