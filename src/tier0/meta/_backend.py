@@ -215,6 +215,8 @@ class MetaBackend(abc.ABC):
 
 def load_json(value: Any) -> Any:
     """Decode a JSON column: text on SQLite, already decoded on PostgreSQL."""
+    if value == "{}":
+        return {}  # the common case, several times on every read: skip the decoder
     if isinstance(value, str | bytes):
         return json.loads(value)
     return value

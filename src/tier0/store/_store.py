@@ -599,16 +599,11 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
         self, bucket: str, key: str, version_id: str | None, action: str
     ) -> tuple[ObjectInfo, bytes | None, Manifest | None]:
         validate_key(key)
-        columns = ", ".join(f"v.{c.strip()}" for c in _ops.VERSION_COLUMNS.split(","))
-        join = "v.is_latest = 1" if version_id is None else "v.version_id = ?"
-        params = (key, bucket) if version_id is None else (key, version_id, bucket)
         with self._kernel.meta.reader() as db:
-            row = db.query_one(
-                f"SELECT b.owner, {columns}, v.inline_data, v.manifest FROM t0_buckets b"
-                f" LEFT JOIN t0_versions v ON v.bucket = b.name AND v.key = ? AND {join}"
-                " WHERE b.name = ?",
-                params,
-            )
+            if version_id is None:
+                row = db.query_one(_READ_LATEST, (key, bucket))
+            else:
+                row = db.query_one(_READ_VERSION, (key, version_id, bucket))
         if row is None:
             raise NoSuchBucket(f"bucket {bucket!r} does not exist")
         self._authorize(
@@ -637,6 +632,20 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
             inline = decode_chunk(_digest(info.checksum), bytes(row[20]))
         manifest = None if row[21] is None else Manifest.decode(bytes(row[21]))
         return info, inline, manifest
+
+
+def _read_sql(version: str) -> str:
+    """A version row with its bucket's owner (NULLs where only the bucket exists)."""
+    columns = ", ".join(f"v.{c.strip()}" for c in _ops.VERSION_COLUMNS.split(","))
+    return (
+        f"SELECT b.owner, {columns}, v.inline_data, v.manifest FROM t0_buckets b"
+        f" LEFT JOIN t0_versions v ON v.bucket = b.name AND v.key = ? AND {version}"
+        " WHERE b.name = ?"
+    )
+
+
+_READ_LATEST: Final = _read_sql("v.is_latest = 1")
+_READ_VERSION: Final = _read_sql("v.version_id = ?")
 
 
 def _digest(checksum: str) -> bytes:
