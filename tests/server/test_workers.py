@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pytest
 import tier0
 from tests.protocols.s3.live import ACCESS, SECRET, make_client
 from tests.server.test_serve import ServeProcess, clean_environment
-from tier0.server._workers import RESTARTS_MAX
+from tier0.server._workers import RESTARTS_MAX, pin_to_cpu, worker_cpus
 
 pytestmark = pytest.mark.slow
 
@@ -73,11 +74,42 @@ def test_workers_share_one_port_and_one_store(tmp_path: Path, environment: dict[
         # (an idle worker spends next to none).
         spent = {pid: _cpu_ticks(pid) - cpu_before[pid] for pid in workers}
         assert sum(1 for ticks in spent.values() if ticks >= 3) >= 2, spent
+        # Each worker's request threads stay on a CPU of their own, round-robin.
+        cpus = sorted(os.sched_getaffinity(0))
+        pinned = sorted(_allowed_cpus(pid) for pid in workers)
+        assert all(len(allowed) == 1 for allowed in pinned), pinned
+        assert sorted(next(iter(a)) for a in pinned) == sorted(
+            cpus[i % len(cpus)] for i in range(WORKERS)
+        )
         assert server.stop() == 0
     assert not any(_alive(pid) for pid in workers)
     with tier0.open(data) as t0:
         assert t0.check().ok
         assert len(list(t0.iter_objects("shared"))) == 200
+
+
+def test_workers_keep_every_cpu_without_affinity(
+    tmp_path: Path, environment: dict[str, str]
+) -> None:
+    args = ("--workers", "2", "--no-cpu-affinity")
+    with ServeProcess(tmp_path / "store", environment, *args) as server:
+        _wait_for(lambda: len(_children(server.process.pid)) == 2)
+        s3 = make_client(server.url)
+        s3.create_bucket(Bucket="free")  # the workers are serving
+        everything = set(os.sched_getaffinity(0))
+        assert [_allowed_cpus(pid) for pid in _children(server.process.pid)] == [everything] * 2
+        assert server.stop() == 0
+
+
+def _allowed_cpus(pid: int) -> set[int]:
+    """The CPUs the process's main thread may run on (Cpus_allowed_list)."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("Cpus_allowed_list:"))
+    allowed: set[int] = set()
+    for part in line.split(":", 1)[1].strip().split(","):
+        low, _, high = part.partition("-")
+        allowed.update(range(int(low), int(high or low) + 1))
+    return allowed
 
 
 def test_a_dead_worker_is_replaced(tmp_path: Path, environment: dict[str, str]) -> None:
@@ -143,3 +175,23 @@ def test_workers_that_keep_dying_stop_the_supervisor() -> None:
     assert result.stderr.count("this worker cannot start") >= RESTARTS_MAX + 1
     assert result.stderr.count("starting another") == RESTARTS_MAX
     assert "stopping (see the errors above)" in result.stderr
+
+
+def test_a_pinned_thread_and_the_threads_it_starts_stay_on_its_cpu() -> None:
+    cpu = max(os.sched_getaffinity(0))
+    seen: dict[str, set[int]] = {}
+
+    def pinned() -> None:
+        pin_to_cpu(cpu)
+        seen["pinned"] = os.sched_getaffinity(0)
+        child = threading.Thread(target=lambda: seen.setdefault("child", os.sched_getaffinity(0)))
+        child.start()
+        child.join()
+
+    everything = os.sched_getaffinity(0)
+    thread = threading.Thread(target=pinned)
+    thread.start()
+    thread.join()
+    assert seen == {"pinned": {cpu}, "child": {cpu}}
+    assert os.sched_getaffinity(0) == everything  # only that thread was pinned
+    assert worker_cpus(5) == [sorted(everything)[i % len(everything)] for i in range(5)]

@@ -54,6 +54,15 @@ from tier0.cli._base import Session, cell_text, human_bytes, json_default, pass_
     "replaced.",
 )
 @click.option(
+    "--cpu-affinity/--no-cpu-affinity",
+    default=True,
+    show_default=True,
+    envvar="TIER0_CPU_AFFINITY",
+    help="With --workers N, keep each worker's request threads on a CPU of its own "
+    "(round-robin), as nginx's worker_cpu_affinity does; the DataEngine and its function "
+    "processes keep every CPU.",
+)
+@click.option(
     "--engine/--no-engine",
     default=True,
     show_default=True,
@@ -89,6 +98,7 @@ def serve_command(
     keyfile: str | None,
     s3_domains: tuple[str, ...],
     workers: int,
+    cpu_affinity: bool,
     engine: bool,
     function_workers: int | None,
     runtime: str,
@@ -129,8 +139,10 @@ def serve_command(
         check_tls,
         format_url,
         parse_address,
+        pin_to_cpu,
         run_workers,
         serve,
+        worker_cpus,
     )
 
     if (certfile is None) != (keyfile is None):
@@ -173,10 +185,14 @@ def serve_command(
         check_tls(certfile, keyfile)
         sockets = bind_reuseport(host, port, workers, LISTEN_BACKLOG)
         listening(format_url(host, sockets[0].getsockname()[1], tls=certfile is not None))
+        cpus = worker_cpus(workers) if cpu_affinity else None
 
         def work(sock: socket.socket) -> None:
             first = sock is sockets[0]
             with session.open(announce_root=False) as worker, running.start(worker, here=first):
+                if cpus is not None:
+                    # After the engine started its threads: they keep every CPU.
+                    pin_to_cpu(cpus[sockets.index(sock)])
                 serve(
                     worker,
                     host,

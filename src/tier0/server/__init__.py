@@ -19,7 +19,13 @@ from tier0.server._serve import (
     parse_address,
     serve,
 )
-from tier0.server._workers import WORKERS_MAX, bind_reuseport, run_workers
+from tier0.server._workers import (
+    WORKERS_MAX,
+    bind_reuseport,
+    pin_to_cpu,
+    run_workers,
+    worker_cpus,
+)
 
 __all__ = [
     "DEFAULT_PORT",
@@ -36,7 +42,9 @@ __all__ = [
     "create_app",
     "format_url",
     "parse_address",
+    "pin_to_cpu",
     "run_workers",
     "serve",
     "status_for",
+    "worker_cpus",
 ]
