@@ -13,7 +13,8 @@ compare servers, not client libraries:
   tier0 does both.
 - 4 KiB objects, 16 connections, 70% GET / 30% PUT, with ``wrk`` replaying
   presigned requests: operations/s and p50/p99 latency, tier0 against
-  ``moto_server`` (a Python S3 server) fed the same request mix.
+  ``moto_server`` (a Python S3 server) fed the same request mix; tier0 with
+  two workers as started by default, with ``--cpu-affinity``, and with one.
 - Memory: the tier0 server's resident set before, during and after a large
   streamed upload, and after the mixed load.
 
@@ -202,15 +203,19 @@ def _small_mixed(
     if mo["failed"]:
         section.notes.append(f"moto_server answered {mo['failed']:.0f} requests with 5xx")
     t0 = _mixed_load(tier0.client(), root / "tier0.lua", body, duration_s)
+    pinned_server = _Tier0Server(root / "tier0-pinned", tier0.workers, "--cpu-affinity")
+    with pinned_server as server:
+        pinned = _mixed_load(server.client(), root / "tier0-pinned.lua", body, duration_s)
     with _Tier0Server(root / "tier0-one-worker", workers=1) as single:
         one = _mixed_load(single.client(), root / "tier0-1.lua", body, duration_s)
     label = (
         f"4 KiB mixed {SMALL_GET_FRACTION:.0%} GET / {1 - SMALL_GET_FRACTION:.0%} PUT, "
         f"{SMALL_CONNECTIONS} connections"
     )
-    for result, workers in ((t0, tier0.workers), (one, 1)):
+    runs = ((t0, tier0.workers, ""), (pinned, tier0.workers, ", --cpu-affinity"), (one, 1, ""))
+    for result, workers, how in runs:
         section.add(
-            f"{label}, {workers} worker{'s' if workers > 1 else ''}",
+            f"{label}, {workers} worker{'s' if workers > 1 else ''}{how}",
             result["rate"],
             "ops/s",
             "moto_server, same requests",
@@ -422,9 +427,10 @@ def _boto3_client(url: str, access: str, secret: str) -> Any:
 class _Tier0Server:
     """``tier0 serve`` on a free port, in its own process."""
 
-    def __init__(self, data: Path, workers: int = 1) -> None:
+    def __init__(self, data: Path, workers: int = 1, *options: str) -> None:
         self.data = data
         self.workers = workers
+        self.options = options
 
     def __enter__(self) -> _Tier0Server:
         port = _free_port()
@@ -442,7 +448,7 @@ class _Tier0Server:
             [
                 *command,
                 *("--data", str(self.data), "serve", "--address", f"127.0.0.1:{port}"),
-                *("--workers", str(self.workers)),
+                *("--workers", str(self.workers), *self.options),
             ],
             env=environment,
             stdout=subprocess.DEVNULL,

@@ -53,6 +53,7 @@ from tier0.store import (
     StoreConfig,
     StoreStatistics,
     open_chunk_backend,
+    spread,
 )
 from tier0.store import check as check_store
 from tier0.store import collect as collect_garbage
@@ -467,7 +468,9 @@ def open(
         chunks=chunks,
         authorizer=authorizer,
         config=config,
-        executor=ThreadPoolExecutor(config.io_threads, thread_name_prefix="tier0-io"),
+        executor=ThreadPoolExecutor(
+            config.io_threads, thread_name_prefix="tier0-io", initializer=spread
+        ),
     )
     access = os.environ.get("TIER0_ROOT_ACCESS_KEY") or None
     secret = os.environ.get("TIER0_ROOT_SECRET_KEY") or None

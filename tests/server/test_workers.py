@@ -48,7 +48,7 @@ def environment() -> dict[str, str]:
 
 def test_workers_share_one_port_and_one_store(tmp_path: Path, environment: dict[str, str]) -> None:
     data = tmp_path / "store"
-    with ServeProcess(data, environment, "--workers", str(WORKERS)) as server:
+    with ServeProcess(data, environment, "--workers", str(WORKERS), "--cpu-affinity") as server:
         _wait_for(lambda: len(_children(server.process.pid)) == WORKERS)
         workers = _children(server.process.pid)
         s3 = make_client(server.url, max_pool_connections=16)
@@ -88,11 +88,8 @@ def test_workers_share_one_port_and_one_store(tmp_path: Path, environment: dict[
         assert len(list(t0.iter_objects("shared"))) == 200
 
 
-def test_workers_keep_every_cpu_without_affinity(
-    tmp_path: Path, environment: dict[str, str]
-) -> None:
-    args = ("--workers", "2", "--no-cpu-affinity")
-    with ServeProcess(tmp_path / "store", environment, *args) as server:
+def test_workers_keep_every_cpu_by_default(tmp_path: Path, environment: dict[str, str]) -> None:
+    with ServeProcess(tmp_path / "store", environment, "--workers", "2") as server:
         _wait_for(lambda: len(_children(server.process.pid)) == 2)
         s3 = make_client(server.url)
         s3.create_bucket(Bucket="free")  # the workers are serving

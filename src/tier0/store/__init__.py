@@ -36,6 +36,7 @@ from tier0.store._chunks_s3 import (
     S3ChunkBackendStatistics,
     open_chunk_backend,
 )
+from tier0.store._cpus import set_bulk_cpus, spread
 from tier0.store._maintenance import check, collect, statistics
 from tier0.store._multipart import (
     PART_BYTES_MAX,
@@ -127,6 +128,8 @@ __all__ = [
     "reference_blob",
     "release",
     "release_blob",
+    "set_bulk_cpus",
+    "spread",
     "statistics",
     "validate_bucket_name",
     "validate_key",

@@ -26,6 +26,7 @@ from tier0.errors import StoreError
 from tier0.store._checksums import ALGORITHMS, Hasher
 from tier0.store._chunking import ChunkingPolicy, chunk_name, encode_chunk, iter_chunks
 from tier0.store._chunks import ChunkBackend
+from tier0.store._cpus import spread
 from tier0.store._hashing import blake3_digest, update
 from tier0.store._manifest import Manifest
 
@@ -280,6 +281,7 @@ class _Digests:
 
     def _run(self) -> None:
         assert self._queue is not None
+        spread()  # started from a request thread, maybe pinned to its CPU
         while (batch := self._queue.get()) is not None:
             if self._error is not None:
                 continue  # drain, so that the feeder never blocks on a full queue
