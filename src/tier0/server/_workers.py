@@ -97,9 +97,10 @@ def pin_to_cpu(cpu: int) -> None:
     of another CPU (an interrupt between virtual CPUs here), and the caches
     follow the work around. 4 KiB S3 mix, two workers on two CPUs: 2,800-3,240
     -> 3,670-3,870 ops/s pinned; but one client's 64 MiB GET 1.48 -> 1.28 GB/s,
-    stuck on a CPU it shares with the client's network stack. Threads started earlier (the DataEngine's) and the
-    processes they start keep every CPU, and so do the store's bulk-data
-    threads (`tier0.store.spread`). (nginx's ``worker_cpu_affinity``.)
+    stuck on a CPU it shares with the client's network stack. Threads started
+    earlier (the DataEngine's) and the processes they start keep every CPU,
+    and so do the store's bulk-data threads (`tier0.store.spread`). (nginx's
+    ``worker_cpu_affinity``.)
     """
     set_bulk_cpus(os.sched_getaffinity(0))  # where the store's bulk-data threads go
     os.sched_setaffinity(0, {cpu})  # 0: the calling thread, on Linux

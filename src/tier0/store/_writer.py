@@ -287,8 +287,9 @@ class _Digests:
                 continue  # drain, so that the feeder never blocks on a full queue
             try:
                 for block in batch:
+                    # Whole calls, which release the GIL: this thread runs beside Python.
                     self._whole.update(block)
-                    self._hashers.update(block)
+                    self._hashers.update(block, keep_gil=False)
             except BaseException as error:  # reported by finish()
                 self._error = error
 
@@ -305,9 +306,14 @@ class _Hashers:
         self._hashers: dict[str, Hasher] = {name: ALGORITHMS[name]() for name in sorted(names)}
         self._md5 = md5
 
-    def update(self, block: bytes) -> None:
+    def update(self, block: bytes, *, keep_gil: bool = True) -> None:
+        """Feed every hasher; a small block keeps the GIL unless ``keep_gil`` is False
+        (`tier0.store._hashing`)."""
         for hasher in self._hashers.values():
-            update(hasher, block)
+            if keep_gil:
+                update(hasher, block)
+            else:
+                hasher.update(block)
 
     def md5_hex(self) -> str | None:
         return self._hashers["md5"].digest().hex() if self._md5 else None
