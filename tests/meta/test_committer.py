@@ -144,6 +144,41 @@ def test_a_lone_writer_commits_on_its_own_thread(backend: MetaBackend) -> None:
     committer.close()
 
 
+def test_a_gathering_leader_is_woken_once_its_batch_is_complete(backend: MetaBackend) -> None:
+    # A leader waits for the writers of the last batch to come back; each wake-up
+    # is a GIL hand-over, so only the arrival that completes the batch wakes it.
+    committer = Committer(backend, gather_wait_s=30.0)
+    wakes: list[int] = []
+
+    class Counting(threading.Condition):
+        def notify(self, n: int = 1) -> None:
+            wakes.append(n)
+            super().notify(n)
+
+    committer._arrived = Counting(committer._mutex)
+    committer._last_threads = {-1, -2, -3}  # three writers expected back, besides the leader
+    threads = [threading.Thread(target=committer.run, args=(_append("lead"),))]
+    threads[0].start()
+    _wait_until(lambda: committer._gathering)
+    for arrived in range(1, 4):
+        threads.append(threading.Thread(target=committer.run, args=(_append("back"),)))
+        threads[-1].start()
+        _wait_until(lambda n=arrived: committer.waiting >= n + 1 or not committer._gathering)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert wakes == [1]
+    statistics = committer.statistics()
+    assert (statistics.commits, statistics.ops_per_commit_max) == (1, 4)
+    committer.close()
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
 def test_close_lets_the_commit_under_way_finish(backend: MetaBackend) -> None:
     committer = Committer(backend)
     started, gate = threading.Event(), threading.Event()

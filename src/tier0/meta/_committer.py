@@ -164,6 +164,8 @@ class Committer:
         #: Signalled when an operation arrives while a leader gathers its batch.
         self._arrived = threading.Condition(self._mutex)
         self._gathering = False
+        #: How many waiting operations end the gathering under way.
+        self._gather_expected = 0
         #: The threads whose operations the last batch committed.
         self._last_threads: set[int] = set()
 
@@ -182,7 +184,9 @@ class Committer:
             else:
                 op.wake = threading.Lock()
                 op.wake.acquire()
-                if self._gathering:
+                if self._gathering and len(self._pending) >= self._gather_expected:
+                    # Only the arrival that completes the batch wakes the leader: each
+                    # wake-up is a GIL hand-over, between CPUs a costly one.
                     self._arrived.notify()
         if not lead:
             self._follow(op)
@@ -271,6 +275,7 @@ class Committer:
         if len(self._pending) >= expected or self._gather_wait_s <= 0:
             return
         deadline = time.monotonic() + self._gather_wait_s
+        self._gather_expected = expected
         self._gathering = True
         try:
             while len(self._pending) < expected:
