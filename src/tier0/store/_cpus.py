@@ -13,6 +13,7 @@ embedded store, one server process) nothing changes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 __all__ = ["set_bulk_cpus", "spread"]
@@ -27,6 +28,11 @@ def set_bulk_cpus(cpus: set[int] | frozenset[int]) -> None:
 
 
 def spread() -> None:
-    """Let the calling thread run on the bulk-data CPUs, when a pin set them."""
+    """Let the calling thread run on the bulk-data CPUs, when a pin set them.
+
+    Never raises (a CPU taken offline since): a thread left pinned is slower,
+    while an error here would break the thread pool it initializes.
+    """
     if _bulk_cpus is not None:
-        os.sched_setaffinity(0, _bulk_cpus)
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, _bulk_cpus)
