@@ -20,8 +20,9 @@ import pytest
 import uvicorn
 
 from tests.server.test_serve import _self_signed
+from tests.server.threaded import ThreadedServer
 from tier0.protocols.s3 import ZERO_COPY_SEND, GatewayLimits
-from tier0.server import bind, connection_protocol
+from tier0.server import connection_protocol
 
 MiB = 1024 * 1024
 
@@ -41,20 +42,11 @@ class _Served:
             ssl_certfile=None if tls is None else str(tls[0]),
             ssl_keyfile=None if tls is None else str(tls[1]),
         )
-        self.server = uvicorn.Server(config)
-        self.sock = bind("127.0.0.1", 0)
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.01)
+        self.served = ThreadedServer(config)
+        self.port = self.served.port
 
     def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        self.sock.close()
+        self.served.close()
 
 
 def _served_open_fds() -> int:

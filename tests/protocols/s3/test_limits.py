@@ -34,10 +34,11 @@ import tier0
 from tests.protocols.s3.live import ACCESS, SECRET, RSSPeak, bucket_numbers, error_code, make_client
 from tests.protocols.s3.raw import signed_headers
 from tests.server.test_serve import ServeProcess
+from tests.server.threaded import ThreadedServer
 from tier0.protocols.s3 import GatewayLimits, S3Gateway, create_s3_app
 from tier0.protocols.s3._admission import Admission, SlowDown
 from tier0.protocols.s3._watchdog import RequestTimeout, Watchdog
-from tier0.server import bind, connection_protocol, create_app
+from tier0.server import connection_protocol, create_app
 
 pytestmark = pytest.mark.slow
 
@@ -69,15 +70,8 @@ class LimitedServer:
             log_level="warning",
             access_log=False,
         )
-        self.server = uvicorn.Server(config)
-        self.sock = bind("127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.01)
+        self.served = ThreadedServer(config)
+        self.url = f"http://127.0.0.1:{self.served.port}"
         self.s3 = make_client(self.url)
 
     def wait_idle(self, timeout_s: float = 10.0) -> None:
@@ -88,11 +82,9 @@ class LimitedServer:
             time.sleep(0.02)
 
     def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        self.served.close()
         self.app.close()
         self.gateway.close()
-        self.sock.close()
         self.t0.close()
 
 
