@@ -1,4 +1,5 @@
-"""The HTTP connection under ``tier0 serve``: ASGI's zero-copy send extension.
+"""The HTTP connection under ``tier0 serve``: ASGI's zero-copy send extension,
+and a short response written whole.
 
 A small ASGI app served by uvicorn with `connection_protocol`, as ``serve``
 runs it, on a thread of the test; real sockets, real clients (http.client).
@@ -30,11 +31,13 @@ MiB = 1024 * 1024
 class _Served:
     """``app`` under uvicorn with tier0's connection, on a thread; TLS when given a pair."""
 
-    def __init__(self, app: Any, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(
+        self, app: Any, tls: tuple[Path, Path] | None = None, *, protocol: Any = None
+    ) -> None:
         config = uvicorn.Config(
             app,
             loop="uvloop",
-            http=connection_protocol(GatewayLimits()),
+            http=protocol or connection_protocol(GatewayLimits()),
             lifespan="off",
             log_config=None,
             log_level="critical",
@@ -240,3 +243,83 @@ def test_zero_copy_leaves_no_descriptor_open(source: tuple[Path, bytes]) -> None
     finally:
         served.close()
     assert after <= before
+
+
+class _Writes:
+    """A transport that records each write it passes on (the server's view of the wire)."""
+
+    def __init__(self, transport: Any, log: list[bytes]) -> None:
+        self._transport = transport
+        self._log = log
+
+    def write(self, data: bytes) -> None:
+        self._log.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _recording_protocol(log: list[bytes]) -> Any:
+    base = connection_protocol(GatewayLimits())
+
+    class Recording(base):  # type: ignore[valid-type,misc]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.transport = _Writes(transport, log)
+
+    return Recording
+
+
+def _body_app(size: int, *, close: bool = False) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-length", str(size).encode())]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"x" * size})
+
+    return app
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_short_response_goes_out_in_one_write(method: str) -> None:
+    log: list[bytes] = []
+    served = _Served(_body_app(4096), protocol=_recording_protocol(log))
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", served.port)
+        for _ in range(3):
+            connection.request(method, "/")
+            response = connection.getresponse()
+            assert response.status == 200
+            assert response.read() == (b"x" * 4096 if method == "GET" else b"")
+        connection.close()
+    finally:
+        served.close()
+    assert len(log) == 3
+    for write in log:
+        head, _, body = write.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        assert body == (b"x" * 4096 if method == "GET" else b"")
+
+
+def test_a_short_response_that_closes_its_connection_is_written_before_the_close() -> None:
+    log: list[bytes] = []
+    served = _Served(_body_app(10, close=True), protocol=_recording_protocol(log))
+    try:
+        status, body = _get(served.port)
+    finally:
+        served.close()
+    assert (status, body) == (200, b"x" * 10)
+    assert len(log) == 1 and log[0].endswith(b"\r\n\r\n" + b"x" * 10)
+
+
+def test_a_long_body_is_not_copied_to_join_its_head() -> None:
+    log: list[bytes] = []
+    served = _Served(_body_app(4 * MiB), protocol=_recording_protocol(log))
+    try:
+        status, body = _get(served.port)
+    finally:
+        served.close()
+    assert (status, body) == (200, b"x" * 4 * MiB)
+    assert len(log) == 2 and log[0].endswith(b"\r\n\r\n") and len(log[1]) == 4 * MiB

@@ -147,6 +147,22 @@ def test_object_reader_futures_give_what_iterating_it_gives(tmp_path: Path) -> N
         assert b"".join(t0.get("bkt", "large")) == data
 
 
+def test_an_inlined_version_is_read_from_memory_once(tmp_path: Path) -> None:
+    with tier0.open(tmp_path / "t0") as t0:
+        t0.create_bucket("bkt")
+        t0.put("bkt", "small", b"0123456789")
+        t0.put("bkt", "empty", b"")
+        with t0.get("bkt", "small", offset=2, length=5) as reader:
+            assert reader.in_memory
+            assert reader.read() == b"23456"
+            # Read whole already: nothing is left to iterate or read.
+            assert list(reader) == [] and reader.read() == b""
+        with t0.get("bkt", "small", offset=3) as reader:
+            assert list(reader) == [b"3456789"]
+        with t0.get("bkt", "empty") as reader:
+            assert reader.in_memory and reader.read() == b""
+
+
 def test_fetch_range_with_files_gives_spans_of_raw_chunks_and_bytes_of_compressed(
     tmp_path: Path,
 ) -> None:

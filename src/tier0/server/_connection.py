@@ -33,10 +33,15 @@ body (`tier0.protocols.s3`).
 On a plain (not TLS) connection the app may also send a response's bytes
 straight from a file, with ASGI's zero-copy send extension
 (``http.response.zerocopysend``: ``file``, ``offset``, ``count``), which
-uvicorn lacks: `_ZeroCopySend` writes them with ``os.sendfile`` once the
+uvicorn lacks: `_Sender` writes them with ``os.sendfile`` once the
 transport has written everything before them, so they never enter the
 process (a 64 MiB GET from the page cache took 60 % of the CPU that reading
 and writing it took).
+
+A response's head and a short body (a small GET, every error and every
+write's answer) go out in one write, where uvicorn makes one for each: one
+system call and one TCP segment fewer per request, on both ends (a 4 KiB
+GET/PUT mix: ~5-10 % more requests/s in alternating runs).
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ __all__ = ["connection_protocol"]
 #: How often a zero-copy send looks whether the transport has written what it held,
 #: should its flow control not say so.
 _DRAIN_POLL_S: Final = 0.001
+#: A body up to this long goes out in one write with its response's head.
+_COALESCE_BYTES_MAX: Final = 64 * 1024
 
 #: Bytes of a head in progress that may arrive past the limits before the raw
 #: count catches them: the precise checks run as each header line completes.
@@ -114,7 +121,7 @@ class _Connection(HttpToolsProtocol):
             limits.target_bytes_max + limits.header_bytes_max + 4 * limits.header_count_max
         ) + _READ_SLACK_BYTES
         #: The zero-copy senders holding a descriptor, until their response ends.
-        self._senders: set[_ZeroCopySend] = set()
+        self._senders: set[_Sender] = set()
 
     # -- connection events ------------------------------------------------------------------
 
@@ -193,11 +200,13 @@ class _Connection(HttpToolsProtocol):
         previous = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
-        if cycle is not previous and cycle is not None and self._plain():
+        if cycle is not previous and cycle is not None:
             # The cycle's task has been made but not started: it reads
             # ``cycle.send`` when it starts, and finds this one.
-            cycle.scope.setdefault("extensions", {})[ZERO_COPY_SEND] = {}
-            cycle.send = _ZeroCopySend(cycle, cycle.send, self._senders)  # type: ignore[method-assign]
+            plain = self._plain()
+            if plain:
+                cycle.scope.setdefault("extensions", {})[ZERO_COPY_SEND] = {}
+            cycle.send = _Sender(cycle, cycle.send, self._senders, zero_copy=plain)  # type: ignore[method-assign]
 
     def _plain(self) -> bool:
         """Whether the connection's bytes go to the socket as they are (no TLS)."""
@@ -272,11 +281,15 @@ class _Connection(HttpToolsProtocol):
         self._refuse(S3Error("RequestTimeout", 400, _TIMEOUT_MESSAGE))
 
 
-class _ZeroCopySend:
-    """A cycle's ``send`` that also takes ``http.response.zerocopysend`` messages."""
+class _Sender:
+    """A cycle's ``send``: a response's head and short body in one write, and
+    ``http.response.zerocopysend`` messages (offered on plain connections only)."""
 
-    def __init__(self, cycle: RequestResponseCycle, send: Any, holding: set[_ZeroCopySend]) -> None:
+    def __init__(
+        self, cycle: RequestResponseCycle, send: Any, holding: set[_Sender], *, zero_copy: bool
+    ) -> None:
         self._cycle = cycle
+        self._zero_copy_offered = zero_copy
         self._send = send
         #: The connection's set of senders holding a descriptor (closed if it is lost).
         self._holding = holding
@@ -288,14 +301,46 @@ class _ZeroCopySend:
         #: The wait for the socket to take more, while one is under way.
         self._waiting: asyncio.Future[None] | None = None
         self._closing = False
+        #: A response's start, held until its first body message.
+        self._start: Any = None
 
     async def __call__(self, message: Any) -> None:
-        if message["type"] == ZERO_COPY_SEND:
+        kind = message["type"]
+        if kind == "http.response.start":
+            # Held for the body that usually follows at once (see `_send_whole`).
+            self._start = message
+            return
+        start, self._start = self._start, None
+        if start is not None:
+            if (
+                kind == "http.response.body"
+                and len(message.get("body", b"")) <= _COALESCE_BYTES_MAX
+            ):
+                await self._send_whole(start, message)
+                if self._cycle.response_complete:
+                    self.close()
+                return
+            await self._send(start)
+        if kind == ZERO_COPY_SEND and self._zero_copy_offered:
             await self._zero_copy(message)
         else:
             await self._send(message)
         if self._cycle.response_complete:
             self.close()
+
+    async def _send_whole(self, start: Any, body: Any) -> None:
+        """The head and a short body in one write: one system call and one
+        segment where uvicorn makes two of each."""
+        cycle = self._cycle
+        transport = cycle.transport
+        collected = _Collector(transport)
+        cycle.transport = collected  # type: ignore[assignment]
+        try:
+            await self._send(start)
+            await self._send(body)
+        finally:
+            cycle.transport = transport
+            collected.flush()
 
     def close(self) -> None:
         """Release what the response held; its connection's end calls it too.
@@ -387,6 +432,30 @@ class _ZeroCopySend:
             self._waiting = None
             if self._closing:
                 self.close()
+
+
+class _Collector:
+    """A transport's stand-in that gathers writes (and a close) until `flush`."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._parts: list[bytes] = []
+        self._close = False
+
+    def write(self, data: bytes) -> None:
+        self._parts.append(data)
+
+    def close(self) -> None:
+        self._close = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def flush(self) -> None:
+        if self._parts:
+            self._transport.write(b"".join(self._parts))
+        if self._close:
+            self._transport.close()
 
 
 def _bad_request(reason: str) -> S3Error:

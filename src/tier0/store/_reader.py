@@ -142,14 +142,21 @@ def open_reader(
     """A reader of ``[offset, offset + length)`` of a version stored ``inline`` or
     in the chunks of ``manifest`` (neither: the version is empty)."""
 
-    def blocks(files: bool) -> Iterator[Future[Block]]:
-        if inline is not None:
-            return iter([_resolved(inline[offset : offset + length])] if length else [])
-        if manifest is not None:
-            return fetch_range(backend, executor, manifest, offset, length, files=files)
-        return iter(())
+    if manifest is None:
+        # Inlined in the metadata (or empty): the bytes are at hand.
+        data = b"" if inline is None else inline[offset : offset + length]
+        return ObjectReader(
+            info,
+            lambda files: iter([_resolved(data)] if data else []),
+            offset=offset,
+            length=length,
+            data=data,
+        )
 
-    return ObjectReader(info, blocks, offset=offset, length=length, in_memory=manifest is None)
+    def blocks(files: bool) -> Iterator[Future[Block]]:
+        return fetch_range(backend, executor, manifest, offset, length, files=files)
+
+    return ObjectReader(info, blocks, offset=offset, length=length)
 
 
 def _load_span(backend: ChunkBackend, digest: bytes, start: int, stop: int) -> bytes:
@@ -204,14 +211,15 @@ class ObjectReader:
         *,
         offset: int,
         length: int,
-        in_memory: bool = False,
+        data: bytes | None = None,
     ) -> None:
         self.info = info
         #: The first byte returned, and how many bytes follow (after clamping a range).
         self.offset = offset
         self.length = length
         #: Whether the bytes are at hand (inlined in the metadata): reading them waits on nothing.
-        self.in_memory = in_memory
+        self.in_memory = data is not None
+        self._data = data
         self._blocks = blocks
         self._futures: Iterator[Future[Block]] | None = None
 
@@ -231,6 +239,9 @@ class ObjectReader:
         return self._started(files)
 
     def read(self) -> bytes:
+        if self._data is not None and self._futures is None:
+            self._futures = iter(())  # read: iterating now finds nothing more
+            return self._data
         return b"".join(self)
 
     def close(self) -> None:
