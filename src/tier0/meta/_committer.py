@@ -344,7 +344,8 @@ class Committer:
         other holds it, and without this what arrived meanwhile would wait
         for another turn of the lock. Measured under the S3 mix (2 workers,
         ~1.6 ms mean wait for the lock): 2.4 -> 2.8 operations a commit, a
-        PUT's mean time in the server 9.7 -> 8.6 ms.
+        PUT's mean time in the server 9.7 -> 8.6 ms; in one process, 8
+        writer threads: 7.0 -> 7.7 (what arrives while BEGIN takes the lock).
         """
         connection = self._connect()
         connection.begin_write()
