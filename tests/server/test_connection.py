@@ -303,6 +303,20 @@ def test_a_short_response_goes_out_in_one_write(method: str) -> None:
         assert body == (b"x" * 4096 if method == "GET" else b"")
 
 
+def test_a_short_response_goes_out_in_one_write_over_tls(tmp_path: Path) -> None:
+    log: list[bytes] = []
+    served = _Served(_body_app(4096), tls=_self_signed(tmp_path), protocol=_recording_protocol(log))
+    try:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        status, body = _get(served.port, context=context)
+    finally:
+        served.close()
+    assert (status, body) == (200, b"x" * 4096)
+    assert len(log) == 1 and log[0].endswith(b"\r\n\r\n" + b"x" * 4096)
+
+
 def test_a_short_response_that_closes_its_connection_is_written_before_the_close() -> None:
     log: list[bytes] = []
     served = _Served(_body_app(10, close=True), protocol=_recording_protocol(log))
