@@ -12,7 +12,9 @@ compare servers, not client libraries:
   (measured in this run) that tier0 reached. nginx neither hashes nor fsyncs;
   tier0 does both.
 - 4 KiB objects, 16 connections, 70% GET / 30% PUT, with ``wrk`` replaying
-  presigned requests: operations/s and p50/p99 latency, tier0 against
+  presigned requests: operations/s, p50/p99 latency and the server's CPU
+  time per request (its processes' user + system time while wrk ran, which
+  the client's share of the two cores does not blur), tier0 against
   ``moto_server`` (a Python S3 server) fed the same request mix; tier0 with
   two workers as started by default, with ``--cpu-affinity``, and with one.
 - Memory: the tier0 server's resident set before, during and after a large
@@ -40,6 +42,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -199,15 +202,32 @@ def _small_mixed(
     body = os.urandom(SMALL_BYTES)
     # moto answers some concurrent PUTs of one key with 500: counted, not fatal, for
     # the baseline; any failed answer from tier0 stops the benchmark.
-    mo = _mixed_load(moto.client(), root / "moto.lua", body, duration_s, strict=False)
+    mo = _mixed_load(
+        moto.client(),
+        root / "moto.lua",
+        body,
+        duration_s,
+        cpu_seconds=moto.cpu_seconds,
+        strict=False,
+    )
     if mo["failed"]:
         section.notes.append(f"moto_server answered {mo['failed']:.0f} requests with 5xx")
-    t0 = _mixed_load(tier0.client(), root / "tier0.lua", body, duration_s)
+    t0 = _mixed_load(
+        tier0.client(), root / "tier0.lua", body, duration_s, cpu_seconds=tier0.cpu_seconds
+    )
     pinned_server = _Tier0Server(root / "tier0-pinned", tier0.workers, "--cpu-affinity")
     with pinned_server as server:
-        pinned = _mixed_load(server.client(), root / "tier0-pinned.lua", body, duration_s)
+        pinned = _mixed_load(
+            server.client(),
+            root / "tier0-pinned.lua",
+            body,
+            duration_s,
+            cpu_seconds=server.cpu_seconds,
+        )
     with _Tier0Server(root / "tier0-one-worker", workers=1) as single:
-        one = _mixed_load(single.client(), root / "tier0-1.lua", body, duration_s)
+        one = _mixed_load(
+            single.client(), root / "tier0-1.lua", body, duration_s, cpu_seconds=single.cpu_seconds
+        )
     label = (
         f"4 KiB mixed {SMALL_GET_FRACTION:.0%} GET / {1 - SMALL_GET_FRACTION:.0%} PUT, "
         f"{SMALL_CONNECTIONS} connections"
@@ -222,7 +242,10 @@ def _small_mixed(
             mo["rate"],
             target="≥ 20x",
             met=result["rate"] / mo["rate"] >= 20 if mo["rate"] else None,
-            note=f"tier0 p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms",
+            note=(
+                f"tier0 p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms,"
+                f" server CPU {result['cpu_us']:.0f} us a request"
+            ),
         )
     section.add(
         f"4 KiB mixed, p99 latency, {tier0.workers} workers",
@@ -242,12 +265,31 @@ def _small_mixed(
         mo["p50_ms"],
         higher_is_better=False,
     )
+    section.add(
+        f"4 KiB mixed, server CPU per request, {tier0.workers} workers",
+        t0["cpu_us"],
+        "us",
+        "moto_server, CPU per request",
+        mo["cpu_us"],
+        higher_is_better=False,
+    )
 
 
 def _mixed_load(
-    client: Any, script: Path, body: bytes, duration_s: int, *, strict: bool = True
+    client: Any,
+    script: Path,
+    body: bytes,
+    duration_s: int,
+    *,
+    cpu_seconds: Callable[[], float],
+    strict: bool = True,
 ) -> dict[str, float]:
-    """Load SMALL_OBJECTS objects, then replay presigned GETs and PUTs of them with wrk."""
+    """Load SMALL_OBJECTS objects, then replay presigned GETs and PUTs of them with wrk.
+
+    ``cpu_seconds`` reads the server's CPU time so far: the result's
+    ``cpu_us`` is what the server spent per request while wrk ran (a measure
+    of its own work that the client's share of the CPU does not blur).
+    """
     bucket = "mixed"
     client.create_bucket(Bucket=bucket)
     keys = [f"obj/{i:05d}" for i in range(SMALL_OBJECTS)]
@@ -257,7 +299,10 @@ def _mixed_load(
     puts = [_presign(client, "put_object", k, bucket=bucket) for k in keys]
     _write_wrk_script(script, gets, puts, body)
     base = urllib.parse.urlsplit(gets[0])
-    return _wrk(f"{base.scheme}://{base.netloc}", script, duration_s, strict=strict)
+    before = cpu_seconds()
+    result = _wrk(f"{base.scheme}://{base.netloc}", script, duration_s, strict=strict)
+    result["cpu_us"] = (cpu_seconds() - before) / result["requests"] * 1e6
+    return result
 
 
 def _write_wrk_script(path: Path, gets: list[str], puts: list[str], body: bytes) -> None:
@@ -312,11 +357,18 @@ def _wrk(url: str, script: Path, duration_s: int, *, strict: bool) -> dict[str, 
     )
     out = result.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
     errors = [int(v) for v in re.search(r"T0 errors (\d+) (\d+) (\d+) (\d+)", out).groups()]  # type: ignore[union-attr]
     if any(errors[:2] + errors[3:]) or (strict and errors[2]):
         raise RuntimeError(f"wrk saw errors (connect, read, status, timeout) {errors}:\n{out}")
     p50_us, p99_us = (int(v) for v in re.search(r"T0 p50 (\d+) p99 (\d+)", out).groups())  # type: ignore[union-attr]
-    return {"rate": rate, "p50_ms": p50_us / 1000, "p99_ms": p99_us / 1000, "failed": errors[2]}
+    return {
+        "rate": rate,
+        "p50_ms": p50_us / 1000,
+        "p99_ms": p99_us / 1000,
+        "failed": errors[2],
+        "requests": requests,
+    }
 
 
 # -- memory ----------------------------------------------------------------------------------
@@ -424,6 +476,22 @@ def _boto3_client(url: str, access: str, secret: str) -> Any:
     )
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (a supervisor and its workers)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [pid, *map(int, children.stdout.split())]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid`` and its children so far."""
+    ticks = 0
+    for member in _process_tree(pid):
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class _Tier0Server:
     """``tier0 serve`` on a free port, in its own process."""
 
@@ -466,15 +534,15 @@ class _Tier0Server:
 
     def rss_bytes(self) -> int:
         """Resident bytes of the server: the supervisor and its workers together."""
-        children = subprocess.run(
-            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
-        ).stdout.split()
         total = 0
-        for pid in [self.process.pid, *map(int, children)]:
+        for pid in _process_tree(self.process.pid):
             with contextlib.suppress(FileNotFoundError):
                 status = Path(f"/proc/{pid}/status").read_text()
                 total += int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) * 1024  # type: ignore[index]
         return total
+
+    def cpu_seconds(self) -> float:
+        return _cpu_seconds(self.process.pid)
 
     def __exit__(self, *exc: object) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -565,6 +633,9 @@ class _MotoServer:
 
     def client(self) -> Any:
         return _boto3_client(self.url, "moto-access", "moto-secret")
+
+    def cpu_seconds(self) -> float:
+        return _cpu_seconds(self.process.pid)
 
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
