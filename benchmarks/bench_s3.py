@@ -42,7 +42,6 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -202,32 +201,14 @@ def _small_mixed(
     body = os.urandom(SMALL_BYTES)
     # moto answers some concurrent PUTs of one key with 500: counted, not fatal, for
     # the baseline; any failed answer from tier0 stops the benchmark.
-    mo = _mixed_load(
-        moto.client(),
-        root / "moto.lua",
-        body,
-        duration_s,
-        cpu_seconds=moto.cpu_seconds,
-        strict=False,
-    )
+    mo = _mixed_load(moto, root / "moto.lua", body, duration_s, strict=False)
     if mo["failed"]:
         section.notes.append(f"moto_server answered {mo['failed']:.0f} requests with 5xx")
-    t0 = _mixed_load(
-        tier0.client(), root / "tier0.lua", body, duration_s, cpu_seconds=tier0.cpu_seconds
-    )
-    pinned_server = _Tier0Server(root / "tier0-pinned", tier0.workers, "--cpu-affinity")
-    with pinned_server as server:
-        pinned = _mixed_load(
-            server.client(),
-            root / "tier0-pinned.lua",
-            body,
-            duration_s,
-            cpu_seconds=server.cpu_seconds,
-        )
+    t0 = _mixed_load(tier0, root / "tier0.lua", body, duration_s)
+    with _Tier0Server(root / "tier0-pinned", tier0.workers, "--cpu-affinity") as pinned_server:
+        pinned = _mixed_load(pinned_server, root / "tier0-pinned.lua", body, duration_s)
     with _Tier0Server(root / "tier0-one-worker", workers=1) as single:
-        one = _mixed_load(
-            single.client(), root / "tier0-1.lua", body, duration_s, cpu_seconds=single.cpu_seconds
-        )
+        one = _mixed_load(single, root / "tier0-1.lua", body, duration_s)
     label = (
         f"4 KiB mixed {SMALL_GET_FRACTION:.0%} GET / {1 - SMALL_GET_FRACTION:.0%} PUT, "
         f"{SMALL_CONNECTIONS} connections"
@@ -276,20 +257,20 @@ def _small_mixed(
 
 
 def _mixed_load(
-    client: Any,
+    server: _Tier0Server | _MotoServer,
     script: Path,
     body: bytes,
     duration_s: int,
     *,
-    cpu_seconds: Callable[[], float],
     strict: bool = True,
 ) -> dict[str, float]:
     """Load SMALL_OBJECTS objects, then replay presigned GETs and PUTs of them with wrk.
 
-    ``cpu_seconds`` reads the server's CPU time so far: the result's
-    ``cpu_us`` is what the server spent per request while wrk ran (a measure
-    of its own work that the client's share of the CPU does not blur).
+    The result's ``cpu_us`` is the server's CPU time per request while wrk
+    ran: a measure of its own work that the client's share of the CPU does
+    not blur.
     """
+    client = server.client()
     bucket = "mixed"
     client.create_bucket(Bucket=bucket)
     keys = [f"obj/{i:05d}" for i in range(SMALL_OBJECTS)]
@@ -299,9 +280,9 @@ def _mixed_load(
     puts = [_presign(client, "put_object", k, bucket=bucket) for k in keys]
     _write_wrk_script(script, gets, puts, body)
     base = urllib.parse.urlsplit(gets[0])
-    before = cpu_seconds()
+    before = server.cpu_seconds()
     result = _wrk(f"{base.scheme}://{base.netloc}", script, duration_s, strict=strict)
-    result["cpu_us"] = (cpu_seconds() - before) / result["requests"] * 1e6
+    result["cpu_us"] = (server.cpu_seconds() - before) / result["requests"] * 1e6
     return result
 
 

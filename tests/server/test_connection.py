@@ -303,37 +303,35 @@ def test_a_short_response_goes_out_in_one_write(method: str) -> None:
         assert body == (b"x" * 4096 if method == "GET" else b"")
 
 
-def test_a_short_response_goes_out_in_one_write_over_tls(tmp_path: Path) -> None:
+def _get_recorded(app: Any, tls: tuple[Path, Path] | None = None) -> tuple[int, bytes, list[bytes]]:
+    """One GET of ``app``: its status, its body, and the server's writes."""
     log: list[bytes] = []
-    served = _Served(_body_app(4096), tls=_self_signed(tmp_path), protocol=_recording_protocol(log))
-    try:
+    served = _Served(app, tls=tls, protocol=_recording_protocol(log))
+    context = None
+    if tls is not None:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    try:
         status, body = _get(served.port, context=context)
     finally:
         served.close()
+    return status, body, log
+
+
+def test_a_short_response_goes_out_in_one_write_over_tls(tmp_path: Path) -> None:
+    status, body, log = _get_recorded(_body_app(4096), _self_signed(tmp_path))
     assert (status, body) == (200, b"x" * 4096)
     assert len(log) == 1 and log[0].endswith(b"\r\n\r\n" + b"x" * 4096)
 
 
 def test_a_short_response_that_closes_its_connection_is_written_before_the_close() -> None:
-    log: list[bytes] = []
-    served = _Served(_body_app(10, close=True), protocol=_recording_protocol(log))
-    try:
-        status, body = _get(served.port)
-    finally:
-        served.close()
+    status, body, log = _get_recorded(_body_app(10, close=True))
     assert (status, body) == (200, b"x" * 10)
     assert len(log) == 1 and log[0].endswith(b"\r\n\r\n" + b"x" * 10)
 
 
 def test_a_long_body_is_not_copied_to_join_its_head() -> None:
-    log: list[bytes] = []
-    served = _Served(_body_app(4 * MiB), protocol=_recording_protocol(log))
-    try:
-        status, body = _get(served.port)
-    finally:
-        served.close()
+    status, body, log = _get_recorded(_body_app(4 * MiB))
     assert (status, body) == (200, b"x" * 4 * MiB)
     assert len(log) == 2 and log[0].endswith(b"\r\n\r\n") and len(log[1]) == 4 * MiB
