@@ -311,20 +311,18 @@ class _Sender:
             self._start = message
             return
         start, self._start = self._start, None
-        if start is not None:
-            if (
-                kind == "http.response.body"
-                and len(message.get("body", b"")) <= _COALESCE_BYTES_MAX
-            ):
-                await self._send_whole(start, message)
-                if self._cycle.response_complete:
-                    self.close()
-                return
-            await self._send(start)
-        if kind == ZERO_COPY_SEND and self._zero_copy_offered:
-            await self._zero_copy(message)
+        short = (
+            kind == "http.response.body" and len(message.get("body", b"")) <= _COALESCE_BYTES_MAX
+        )
+        if start is not None and short:
+            await self._send_whole(start, message)
         else:
-            await self._send(message)
+            if start is not None:
+                await self._send(start)
+            if kind == ZERO_COPY_SEND and self._zero_copy_offered:
+                await self._zero_copy(message)
+            else:
+                await self._send(message)
         if self._cycle.response_complete:
             self.close()
 
