@@ -200,6 +200,70 @@ def test_operations_queued_while_the_leader_waits_for_the_write_lock_join_its_ba
     other.close()
 
 
+def test_run_many_commits_its_operations_together_each_with_its_outcome(
+    backend: MetaBackend,
+) -> None:
+    committer = Committer(backend)
+    outcomes = committer.run_many([_append("a"), _failing, _append("b")])
+    assert [outcome.result for outcome in outcomes] == [1, None, 2]
+    assert outcomes[0].error is None and outcomes[2].error is None
+    assert isinstance(outcomes[1].error, Exception) and "null" in str(outcomes[1].error).lower()
+    # The failing operation was taken out and the batch re-run: one commit.
+    statistics = committer.statistics()
+    assert (statistics.commits, statistics.ops_committed) == (1, 2)
+    assert committer.run_many([]) == []
+    committer.close()
+    with backend.reader() as db:
+        assert db.query_all("SELECT seq, type FROM t0_events ORDER BY seq") == [(1, "a"), (2, "b")]
+
+
+@pytest.mark.parametrize("lone_first", [True, False], ids=["another-leads", "run-many-leads"])
+def test_run_many_queued_behind_a_commit_is_taken_by_the_next_leader(
+    backend: MetaBackend, lone_first: bool
+) -> None:
+    # A commit is under way; maybe a thread queues one operation, then run_many
+    # three: the next leader (first in line) commits all of them at once.
+    committer = Committer(backend, gather_wait_s=0)
+    gate, started = threading.Event(), threading.Event()
+    ran_on: list[str] = []
+
+    def noting(kind: str) -> Callable[[WriteTx], int]:
+        def op(tx: WriteTx) -> int:
+            ran_on.append(threading.current_thread().name)
+            return _append(kind)(tx)
+
+        return op
+
+    blocker = threading.Thread(
+        target=committer.run, args=(lambda tx: (started.set(), gate.wait(5))[1],)
+    )
+    blocker.start()
+    assert started.wait(5)
+    threads = [blocker]
+    if lone_first:
+        threads.append(threading.Thread(target=committer.run, args=(noting("l"),), name="lone"))
+        threads[-1].start()
+        _wait_for(lambda: committer.waiting == 1)
+    outcomes: list[object] = []
+    threads.append(
+        threading.Thread(
+            target=lambda: outcomes.extend(committer.run_many([noting("m")] * 3)), name="many"
+        )
+    )
+    threads[-1].start()
+    _wait_for(lambda: committer.waiting == 3 + lone_first)
+    commits_before = committer.statistics().commits
+    gate.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    first = 1 + lone_first
+    assert [o.result for o in outcomes] == [first, first + 1, first + 2]  # type: ignore[attr-defined]
+    assert ran_on == ["lone" if lone_first else "many"] * (3 + lone_first)
+    # The blocker's commit, then one for everything queued behind it.
+    assert committer.statistics().commits == commits_before + 2
+    committer.close()
+
+
 def _wait_until(condition: Callable[[], bool]) -> None:
     deadline = time.monotonic() + 30
     while not condition():

@@ -303,6 +303,27 @@ def test_a_short_response_goes_out_in_one_write(method: str) -> None:
         assert body == (b"x" * 4096 if method == "GET" else b"")
 
 
+def test_an_app_failing_after_its_start_is_cut_short_not_answered_500() -> None:
+    # The start is held for the body that usually follows; when the app fails
+    # instead, what it began must not turn into uvicorn's 500.
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"100")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        raise RuntimeError("the next block proved damaged")
+
+    log: list[bytes] = []
+    served = _Served(app, protocol=_recording_protocol(log))
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+        connection.request("GET", "/")
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            connection.getresponse().read()
+        connection.close()
+    finally:
+        served.close()
+    assert b"".join(log) == b""
+
+
 def _get_recorded(app: Any, tls: tuple[Path, Path] | None = None) -> tuple[int, bytes, list[bytes]]:
     """One GET of ``app``: its status, its body, and the server's writes."""
     log: list[bytes] = []

@@ -17,6 +17,7 @@ import pytest
 
 import tier0
 from tier0.errors import (
+    AccessDenied,
     BucketAlreadyExists,
     BucketNotEmpty,
     ConditionalRequestConflict,
@@ -338,6 +339,53 @@ def test_condition_broken_while_the_data_streams_is_a_conflict(
     assert isinstance(raised.value, PreconditionFailed)  # callers catching that keep working
     assert t0.get_bytes("bkt", "k") == b"winner"
     assert t0.events.latest_seq() == events + 1  # the winner's event, none of the loser's
+
+
+def test_prepared_puts_commit_together_and_each_settles_to_its_own_result(
+    t0: tier0.Tier0,
+) -> None:
+    t0.create_bucket("bkt")
+    events = t0.events.latest_seq()
+    prepared = [
+        t0.prepare_put("bkt", "a", b"alpha"),
+        t0.prepare_put("bkt", "b", b"beta", metadata={"m": "1"}),
+        t0.prepare_put("bkt", "c", b"late", if_none_match="*"),
+    ]
+    # Prepared is not written: nothing to read, no event.
+    with pytest.raises(NoSuchKey):
+        t0.head("bkt", "a")
+    assert t0.events.latest_seq() == events
+    t0.put("bkt", "c", b"first")  # breaks the third one's condition after it was checked
+    commits = t0.statistics().commits
+    outcomes = tier0.store.PreparedWrite.commit_many(prepared)
+    assert t0.statistics().commits == commits + 1
+    a, b = prepared[0].settle(outcomes[0]), prepared[1].settle(outcomes[1])
+    assert (a.key, a.size, b.key, b.metadata) == ("a", 5, "b", {"m": "1"})
+    assert t0.head("bkt", "a").etag == a.etag
+    with pytest.raises(ConditionalRequestConflict):
+        prepared[2].settle(outcomes[2])
+    assert [t0.get_bytes("bkt", k) for k in "abc"] == [b"alpha", b"beta", b"first"]
+    assert t0.events.latest_seq() == events + 3  # c's first put, a and b
+
+
+def test_a_prepared_put_decided_on_a_stale_owner_is_decided_again(
+    t0: tier0.Tier0,
+) -> None:
+    alice, _ = t0.create_user("alice")
+    t0.grant(alice, "s3:CreateBucket", "/*")
+    as_alice = t0.as_principal(alice)
+    as_alice.create_bucket("bkt")
+    write = as_alice.prepare_put("bkt", "k", b"x")  # allowed: alice owns the bucket
+    # The bucket changes hands before the commit: the transaction refuses the
+    # stale decision, and settle decides again, with the owner now.
+    t0._kernel.committer.run(
+        lambda tx: tx.execute("UPDATE t0_buckets SET owner = 'root' WHERE name = 'bkt'")
+    )
+    outcomes = tier0.store.PreparedWrite.commit_many([write])
+    assert isinstance(outcomes[0].error, tier0.store.StaleOwner)
+    with pytest.raises(AccessDenied):
+        write.settle(outcomes[0])
+    assert t0.list("bkt").objects == []
 
 
 def test_failed_condition_is_decided_before_the_data_is_read(t0: tier0.Tier0) -> None:

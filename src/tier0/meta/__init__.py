@@ -16,7 +16,7 @@ from tier0.meta._backend import (
     dump_json,
     load_json,
 )
-from tier0.meta._committer import Committer, WriteTx
+from tier0.meta._committer import Committer, Outcome, WriteTx
 from tier0.meta._postgres import PostgresBackend, redact
 from tier0.meta._schema import CATALOG_VIEWS, SCHEMA_VERSION
 from tier0.meta._sqlite import SQLiteBackend
@@ -29,6 +29,7 @@ __all__ = [
     "Connection",
     "MetaBackend",
     "MetaStatistics",
+    "Outcome",
     "PostgresBackend",
     "SQLiteBackend",
     "WriteTx",

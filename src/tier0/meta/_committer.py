@@ -22,7 +22,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 from tier0.errors import MetaError, MetaUnavailable, StorageFull, StoreFailed
 from tier0.meta._backend import Connection, Cursor, MetaBackend, MetaStatistics, Params
@@ -110,10 +110,12 @@ class _Op(Generic[T]):
         #: Held while a follower sleeps; released to wake it (done, or made leader).
         self.wake: threading.Lock | None = None
 
-    def outcome(self) -> T:
-        if self.error is not None:
-            raise self.error
-        return self.result  # type: ignore[return-value]
+
+class Outcome(NamedTuple):
+    """What one operation of `Committer.run_many` came to: its result, or its error."""
+
+    result: Any
+    error: BaseException | None
 
 
 _UNSET: Final = object()
@@ -135,7 +137,7 @@ class Committer:
     ~60 µs between cores on this kind of machine (see benchmarks/).
 
     What waits is bounded by the callers: each waiting operation is a thread
-    blocked in `run`.
+    blocked in `run` (or one of a thread's `run_many`).
     """
 
     def __init__(
@@ -171,29 +173,46 @@ class Committer:
 
     def run(self, fn: Callable[[WriteTx], T]) -> T:
         """Run ``fn`` in a transaction and return its result once durably committed."""
-        op = _Op(fn)
+        result, error = self.run_many([fn])[0]
+        if error is not None:
+            raise error
+        return result  # type: ignore[no-any-return]
+
+    def run_many(self, fns: Sequence[Callable[[WriteTx], Any]]) -> list[Outcome]:
+        """`run` for several operations at once, each with its own outcome.
+
+        For a caller that gathers writes itself (an event loop serving many
+        requests on one thread): the operations queue together, so one commit
+        usually takes them all, with whatever other threads queued. An
+        operation that raises gets its error in its outcome; the others commit.
+        """
+        ops = [_Op(fn) for fn in fns]
+        if not ops:
+            return []
         with self._mutex:
-            if self._closed:
-                raise MetaError("the store is closed: open it again to write")
-            if self._failure is not None:
-                raise StoreFailed(f"metadata writes stopped after an I/O error: {self._failure}")
-            self._pending.append(op)
+            self._check_open()
+            self._pending.extend(ops)
             lead = not self._leading
             if lead:
                 self._leading = True
             else:
-                op.wake = threading.Lock()
-                op.wake.acquire()
+                for op in ops:
+                    op.wake = threading.Lock()
+                    op.wake.acquire()
                 if self._gathering and len(self._pending) >= self._gather_expected:
-                    # Only the arrival that completes the batch wakes the leader: each
-                    # wake-up is a GIL hand-over, between CPUs a costly one.
                     self._arrived.notify()
         if not lead:
-            self._follow(op)
-            if op.state == _DONE:
-                return op.outcome()
-        self._lead(op)
-        return op.outcome()
+            # Done in order (a batch takes the queue's head first); when the
+            # lead is handed to one of them, it commits the rest itself.
+            for op in ops:
+                self._follow(op)
+                if op.state == _LEAD:
+                    lead = True
+                    break
+        if lead:
+            # The queue is FIFO: once the last is done, all are.
+            self._lead(ops[-1])
+        return [Outcome(None if op.error else op.result, op.error) for op in ops]
 
     def close(self) -> None:
         """Let the operations under way commit, then refuse new ones."""
@@ -218,6 +237,12 @@ class Committer:
             ops_committed=self._ops_committed,
             ops_per_commit_max=self._ops_per_commit_max,
         )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MetaError("the store is closed: open it again to write")
+        if self._failure is not None:
+            raise StoreFailed(f"metadata writes stopped after an I/O error: {self._failure}")
 
     def _follow(self, op: _Op[Any]) -> None:
         """Sleep until ``op`` is done or made leader."""

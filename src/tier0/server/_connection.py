@@ -303,10 +303,23 @@ class _Sender:
         self._closing = False
         #: A response's start, held until its first body message.
         self._start: Any = None
+        #: Set when the app failed with its start held: nothing more is sent.
+        self._cut = False
 
     async def __call__(self, message: Any) -> None:
         kind = message["type"]
+        if self._cut:
+            return
         if kind == "http.response.start":
+            if self._start is not None:
+                # Only uvicorn's own 500 follows a start held here: the app
+                # failed after it began its answer (a GET whose next chunk
+                # proved damaged). Its head counts as sent, so the answer is
+                # cut short, as uvicorn does once a head went out; a 500
+                # now would take back what the app had begun to say.
+                self._start, self._cut = None, True
+                self._cycle.transport.close()
+                return
             # Held for the body that usually follows at once (see `_send_whole`).
             self._start = message
             return

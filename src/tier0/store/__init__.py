@@ -51,7 +51,7 @@ from tier0.store._multipart_integrity import checksum_settings, checksum_type_of
 from tier0.store._names import KEY_BYTES_MAX, validate_bucket_name, validate_key
 from tier0.store._ops import StaleOwner, emit_event, key_prefixes, owned_bucket_row
 from tier0.store._reader import FileSpan, ObjectReader, release
-from tier0.store._store import STANDARD_HEADERS, Kernel, Store, StoreConfig
+from tier0.store._store import STANDARD_HEADERS, Kernel, PreparedWrite, Store, StoreConfig
 from tier0.store._types import (
     BucketInfo,
     CheckReport,
@@ -96,6 +96,7 @@ __all__ = [
     "PartInfo",
     "PartPage",
     "PartRef",
+    "PreparedWrite",
     "S3ChunkBackend",
     "S3ChunkBackendStatistics",
     "StaleOwner",

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any, Final, TypeVar
+from typing import IO, Any, Final, Generic, TypeVar
 
 from tier0.errors import (
     ConditionalRequestConflict,
@@ -35,7 +35,7 @@ from tier0.identity import (
     RequestContext,
     validate_canned_acl,
 )
-from tier0.meta import Committer, MetaBackend, WriteTx
+from tier0.meta import Committer, MetaBackend, Outcome, WriteTx
 from tier0.store import _bucketconf, _multipart, _ops
 from tier0.store._bucketconf import BucketConfigMethods
 from tier0.store._checksums import Expected, parse_checksums, verify
@@ -141,6 +141,12 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
         self._kernel = kernel
         self.principal = principal
         self.context = context
+
+    @property
+    def inline_bytes_max(self) -> int:
+        """Objects up to this size live in their metadata row: `prepare_put` of
+        one stores no chunk, it only hashes."""
+        return self._kernel.config.inline_bytes_max
 
     @property
     def local_reads(self) -> bool:
@@ -269,6 +275,36 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
 
         >>> store.put("b", "k", b"hello", checksums={"crc32": "NhCmhg=="})  # doctest: +SKIP
         """
+        return self.prepare_put(
+            bucket, key, data, content_type=content_type, metadata=metadata, tags=tags,
+            headers=headers, md5=md5, checksums=checksums, if_match=if_match,
+            if_none_match=if_none_match, event_type=event_type, acl=acl,
+        ).commit()  # fmt: skip
+
+    def prepare_put(
+        self,
+        bucket: str,
+        key: str,
+        data: Source,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        md5: bool = False,
+        checksums: Mapping[str, Expected | None] | None = None,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+        event_type: str = "ObjectCreated:Put",
+        acl: str | None = None,
+    ) -> PreparedWrite[ObjectInfo]:
+        """Everything `put` does before its commit: the write checked, authorized,
+        its data stored and its version built, but not committed.
+
+        `PreparedWrite.commit` finishes it as `put` does. A caller serving many
+        writes on one thread instead commits the ``op`` of several in one
+        transaction (`tier0.meta.Committer.run_many`) and settles each.
+        """
         expected = parse_checksums(checksums)
         validate_key(key)
         metadata, tags, headers = metadata or {}, tags or {}, _normal_headers(headers)
@@ -326,28 +362,35 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
             },
             acl=acl,
         )
-        try:
-            return self._commit_write(
-                "s3:PutObject",
-                bucket,
-                f"/{bucket}/{key}",
-                decision,
-                lambda decided: (
-                    lambda tx: _ops.put_version(
-                        tx, bucket, key, new, decided, event_type=event_type, condition=condition
-                    )
-                ),
-                params=params,
-            )
-        except (PreconditionFailed, NoSuchKey) as error:
-            if condition is None or isinstance(error, ConditionalRequestConflict):
-                raise
+
+        def conflict(error: BaseException) -> BaseException:
+            if not isinstance(error, PreconditionFailed | NoSuchKey) or isinstance(
+                error, ConditionalRequestConflict
+            ):
+                return error
             # The condition held before the data was read: a write that
             # committed meanwhile made it fail, which S3 reports apart.
-            raise ConditionalRequestConflict(
+            changed = ConditionalRequestConflict(
                 f"{bucket}/{key} changed while this conditional write was in progress ({error});"
                 " retry it"
-            ) from error
+            )
+            changed.__cause__ = error
+            return changed
+
+        return PreparedWrite(
+            self,
+            "s3:PutObject",
+            bucket,
+            f"/{bucket}/{key}",
+            decision,
+            lambda decided: (
+                lambda tx: _ops.put_version(
+                    tx, bucket, key, new, decided, event_type=event_type, condition=condition
+                )
+            ),
+            params=params,
+            translate=None if condition is None else conflict,
+        )
 
     def get(
         self,
@@ -576,14 +619,9 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
         *,
         params: Mapping[str, str | None] | None = None,
     ) -> T:
-        try:
-            return self._kernel.committer.run(build(decision))
-        except _ops.StaleOwner:
-            self._kernel.owners.pop(bucket, None)
-        fresh = self._authorize(
-            action, resource, owner=self._owner(bucket), deferred=True, params=params
-        )
-        return self._kernel.committer.run(build(fresh))
+        return PreparedWrite(
+            self, action, bucket, resource, decision, build, params=params
+        ).commit()
 
     def _current_row(self, bucket: str, key: str) -> Any:
         """The key's current version row (VERSION_COLUMNS), or None; for a
@@ -632,6 +670,93 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
             inline = decode_chunk(_digest(info.checksum), bytes(row[20]))
         manifest = None if row[21] is None else Manifest.decode(bytes(row[21]))
         return info, inline, manifest
+
+
+class PreparedWrite(Generic[T]):
+    """A write authorized and built but not committed; ``op`` is its transaction.
+
+    `commit` runs it alone, as the store's own methods do. A caller that
+    commits many writes together runs their ``op`` at once
+    (`tier0.meta.Committer.run_many`) and passes each outcome to `settle`.
+    Either way a write decided on a bucket owner that changed meanwhile
+    (``op`` raises `StaleOwner`) is decided again and committed alone.
+    """
+
+    __slots__ = (
+        "_action",
+        "_bucket",
+        "_build",
+        "_params",
+        "_resource",
+        "_store",
+        "_translate",
+        "op",
+    )
+
+    def __init__(
+        self,
+        store: Store,
+        action: str,
+        bucket: str,
+        resource: str,
+        decision: Decision,
+        build: Callable[[Decision], Callable[[WriteTx], T]],
+        *,
+        params: Mapping[str, str | None] | None = None,
+        translate: Callable[[BaseException], BaseException] | None = None,
+    ) -> None:
+        self._store = store
+        self._action = action
+        self._bucket = bucket
+        self._resource = resource
+        self._build = build
+        self._params = params
+        #: Maps an error of the transaction onto the one the caller sees.
+        self._translate = translate
+        self.op: Callable[[WriteTx], T] = build(decision)
+
+    @staticmethod
+    def commit_many(writes: Sequence[PreparedWrite[Any]]) -> list[Outcome]:
+        """Commit ``writes`` (of one store) together, in as few transactions as
+        `Committer.run_many` takes; pass each outcome to its write's `settle`."""
+        if not writes:
+            return []
+        kernel = writes[0]._store._kernel
+        assert all(write._store._kernel is kernel for write in writes), "writes of one store"
+        return kernel.committer.run_many([write.op for write in writes])
+
+    def commit(self) -> T:
+        """Commit the write alone; its result, once durable."""
+        try:
+            return self._store._kernel.committer.run(self.op)
+        except Exception as error:
+            return self._recover(error)
+
+    def settle(self, outcome: Outcome) -> T:
+        """The result of ``op`` committed by `Committer.run_many`, or its error raised."""
+        if outcome.error is None:
+            return outcome.result  # type: ignore[no-any-return]
+        return self._recover(outcome.error)
+
+    def _recover(self, error: BaseException) -> T:
+        if not isinstance(error, _ops.StaleOwner):
+            raise self._translated(error)
+        store = self._store
+        store._kernel.owners.pop(self._bucket, None)
+        fresh = store._authorize(
+            self._action,
+            self._resource,
+            owner=store._owner(self._bucket),
+            deferred=True,
+            params=self._params,
+        )
+        try:
+            return store._kernel.committer.run(self._build(fresh))
+        except Exception as again:
+            raise self._translated(again) from None
+
+    def _translated(self, error: BaseException) -> BaseException:
+        return error if self._translate is None else self._translate(error)
 
 
 def _read_sql(version: str) -> str:

@@ -59,6 +59,7 @@ from tier0.protocols.s3 import _bucketconf, _buckets, _listing, _multipart, _obj
 from tier0.protocols.s3._admission import Admission, AdmissionStatistics, SlowDown
 from tier0.protocols.s3._auth import AuthResult, InvalidURI, SignedRequest
 from tier0.protocols.s3._authenticator import Authenticator
+from tier0.protocols.s3._batching import LoopCommits
 from tier0.protocols.s3._errors import (
     BadRequest,
     NotImplementedOperation,
@@ -244,6 +245,10 @@ class S3Gateway:
         self.t0 = t0
         #: Whether lookups run on the event loop (`tier0.Store.local_reads`).
         self.local_reads = t0.local_reads
+        #: Objects this small are put without a thread (`_batching`).
+        self.inline_bytes_max = t0.inline_bytes_max
+        #: Commits small writes on the loop, those of one turn together.
+        self.loop_commits = LoopCommits()
         self.region = region
         if isinstance(domains, str):  # a str is a Sequence[str] of its letters
             raise TypeError(f"domains is a sequence of domain names, not the str {domains!r}")

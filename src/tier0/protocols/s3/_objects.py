@@ -91,8 +91,8 @@ async def put_object(gateway: S3Gateway, request: Request) -> Response:
     algorithm = requested_algorithm(headers)
     if algorithm is not None and algorithm not in checksums:
         checksums[algorithm] = None  # computed and kept, with nothing to compare
-    write = functools.partial(
-        request.actor.put,
+    prepare = functools.partial(
+        request.actor.prepare_put,
         request.bucket,
         request.key,
         content_type=headers.get("content-type") or None,
@@ -108,11 +108,10 @@ async def put_object(gateway: S3Gateway, request: Request) -> Response:
     decoder = open_body(request.auth)
     info: ObjectInfo
     if declared is not None and declared <= min(limit, SMALL_BODY_BYTES_MAX):
-        info = await write_small(gateway, request, decoder, write, trailers=trailers)
+        info = await write_small(gateway, request, decoder, prepare, trailers=trailers)
     else:
-        info = await write_streamed(
-            gateway, request, decoder, _limited(write, limit), trailers=trailers
-        )
+        write = _limited(lambda blocks: prepare(blocks).commit(), limit)
+        info = await write_streamed(gateway, request, decoder, write, trailers=trailers)
     return Response(
         200,
         headers=[

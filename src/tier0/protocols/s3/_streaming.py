@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from tier0.protocols.s3._chunked import BodyDecoder, IncompleteBody
 from tier0.protocols.s3._http import ZERO_COPY_SEND, Request, receive_whole
-from tier0.store import FileSpan, ObjectReader, release
+from tier0.store import FileSpan, ObjectReader, PreparedWrite, release
 
 if TYPE_CHECKING:
     from tier0.protocols.s3._gateway import S3Gateway
@@ -81,20 +81,25 @@ async def write_small(
     gateway: S3Gateway,
     request: Request,
     decoder: BodyDecoder,
-    write: Callable[[bytes], T],
+    prepare: Callable[[bytes], PreparedWrite[T]],
     *,
     trailers: dict[str, str] | None = None,
 ) -> T:
     """`write_streamed` for a body declared to be at most `SMALL_BODY_BYTES_MAX`:
-    received and verified whole first, then ``write(body)`` in one kernel call.
+    received and verified whole first, then ``prepare(body)`` committed.
 
-    A body that turns out longer than declared is refused (by the HTTP server,
-    the decoder, or the limit) before anything is written.
+    A body small enough to live in its metadata row, where metadata is local,
+    is prepared and committed on the loop, with the other writes of the same
+    turn (`LoopCommits`); any other in one kernel call on a thread. A body
+    that turns out longer than declared is refused (by the HTTP server, the
+    decoder, or the limit) before anything is written.
     """
     body, received = await receive_whole(request, decoder, limit=SMALL_BODY_BYTES_MAX)
     if trailers is not None:
         trailers.update(received)
-    return await gateway.run_blocking(write, body)
+    if gateway.local_reads and len(body) <= gateway.inline_bytes_max:
+        return await gateway.loop_commits.commit(prepare(body))
+    return await gateway.run_blocking(lambda: prepare(body).commit())
 
 
 async def stream_object(
