@@ -37,7 +37,7 @@ from tests.server.test_serve import ServeProcess
 from tests.server.threaded import ThreadedServer
 from tier0.protocols.s3 import GatewayLimits, S3Gateway, create_s3_app
 from tier0.protocols.s3._admission import Admission, SlowDown
-from tier0.protocols.s3._watchdog import RequestTimeout, Watchdog
+from tier0.protocols.s3._watchdog import RequestTimeout, Watchdogs
 from tier0.server import connection_protocol, create_app
 
 pytestmark = pytest.mark.slow
@@ -680,7 +680,7 @@ def test_bounded_executor_queues_at_most_its_limit() -> None:
 
 def test_watchdog_cuts_a_receive_that_never_returns() -> None:
     async def run() -> float:
-        watchdog = Watchdog(io_timeout_s=0.2, body_rate_bytes_per_s_min=0)
+        watchdog = Watchdogs(io_timeout_s=0.2, body_rate_bytes_per_s_min=0).watch()
         never = asyncio.Event()
 
         async def receive() -> dict[str, Any]:
@@ -701,7 +701,7 @@ def test_watchdog_cuts_a_receive_that_never_returns() -> None:
 
 def test_watchdog_cuts_a_trickle_and_spares_a_steady_body() -> None:
     async def run(piece: bytes) -> int:
-        watchdog = Watchdog(io_timeout_s=0.5, body_rate_bytes_per_s_min=1000)
+        watchdog = Watchdogs(io_timeout_s=0.5, body_rate_bytes_per_s_min=1000).watch()
 
         async def receive() -> dict[str, Any]:
             await asyncio.sleep(0.05)
@@ -724,7 +724,7 @@ def test_watchdog_cuts_a_trickle_and_spares_a_steady_body() -> None:
 def test_watchdog_leaves_other_cancellations_alone() -> None:
     async def run() -> None:
         async def waiting() -> None:
-            watchdog = Watchdog(io_timeout_s=5, body_rate_bytes_per_s_min=0)
+            watchdog = Watchdogs(io_timeout_s=5, body_rate_bytes_per_s_min=0).watch()
 
             async def receive() -> dict[str, Any]:
                 await asyncio.Event().wait()
@@ -740,5 +740,43 @@ def test_watchdog_leaves_other_cancellations_alone() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+    asyncio.run(run())
+
+
+def test_one_timer_watches_every_request_and_stops_when_none_is_left() -> None:
+    async def run() -> None:
+        watchdogs = Watchdogs(io_timeout_s=0.2, body_rate_bytes_per_s_min=0)
+        slow_forever = asyncio.Event()
+        outcomes: dict[str, str] = {}
+
+        async def request(name: str, delay_s: float) -> None:
+            watchdog = watchdogs.watch()
+
+            async def receive() -> dict[str, Any]:
+                if delay_s < 0:
+                    await slow_forever.wait()
+                await asyncio.sleep(delay_s)
+                return {"type": "http.request", "body": b"x"}
+
+            try:
+                await watchdog.receive(receive)
+                outcomes[name] = "answered"
+            except RequestTimeout:
+                outcomes[name] = "cut"
+            finally:
+                watchdog.close()
+
+        tasks = [
+            asyncio.ensure_future(request(name, delay))
+            for name, delay in (("stuck", -1), ("quick", 0.01), ("steady", 0.1))
+        ]
+        await asyncio.sleep(0)
+        assert len(watchdogs) == 3  # all waiting, all watched by the one timer
+        await asyncio.gather(*tasks)
+        assert outcomes == {"stuck": "cut", "quick": "answered", "steady": "answered"}
+        assert len(watchdogs) == 0
+        await asyncio.sleep(0.1)  # the next tick finds nobody and does not re-arm
+        assert watchdogs._timer is None
 
     asyncio.run(run())

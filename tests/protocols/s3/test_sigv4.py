@@ -7,6 +7,7 @@ import calendar
 import dataclasses
 import hashlib
 from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
 
 import pytest
 from botocore.utils import percent_encode_sequence
@@ -37,6 +38,7 @@ from tier0.protocols.s3 import (
     PayloadMode,
     S3AuthError,
     SignedRequest,
+    _sigv4,
     open_body,
 )
 
@@ -670,3 +672,40 @@ def test_chunk_signing_keeps_its_key_out_of_repr() -> None:
     signing = ChunkSigning(b"\x01secret-key", "20130524T000000Z", "scope", "seed")
     assert "secret-key" not in repr(signing)
     assert "seed" in repr(signing)
+
+
+_RAW = st.lists(
+    st.one_of(
+        st.sampled_from("aZ09-._~=&/+!*'():;@$,% é"),
+        st.builds(
+            lambda b, upper: f"%{b:02X}" if upper else f"%{b:02x}",
+            st.integers(0, 255),
+            st.booleans(),
+        ),
+    ),
+    max_size=40,
+).map("".join)
+
+
+def _reference_component(raw: str) -> str:
+    return _sigv4.uri_encode(unquote_to_bytes(raw))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_RAW, st.sampled_from([None, "X-Amz-Signature", "a"]))
+def test_canonical_query_and_uri_match_their_definition_piece_by_piece(
+    raw: str, exclude: str | None
+) -> None:
+    # The whole-string fast paths must agree with the definition: each name,
+    # value and path segment decoded, then encoded with UriEncode.
+    pairs = []
+    for piece in raw.split("&"):
+        if piece:
+            name, _, value = piece.partition("=")
+            name = _reference_component(name)
+            if name != exclude:
+                pairs.append((name, _reference_component(value)))
+    expected_query = "&".join(f"{n}={v}" for n, v in sorted(pairs))
+    assert _sigv4.canonical_query(raw, exclude=exclude) == expected_query
+    expected_uri = "/".join(_reference_component(s) for s in raw.split("/")) if raw else "/"
+    assert _sigv4.canonical_uri(raw) == expected_uri

@@ -78,7 +78,7 @@ from tier0.protocols.s3._http import (
     Send,
     send_whole,
 )
-from tier0.protocols.s3._watchdog import Watchdog
+from tier0.protocols.s3._watchdog import Watchdogs
 
 __all__ = [
     "ASGIApp",
@@ -270,6 +270,11 @@ class S3Gateway:
             calls_queued_max=self.limits.calls_queued_max,
             retry_after_s=self.limits.retry_after_s,
         )
+        #: Times every request's waits on its client (`_watchdog`).
+        self.watchdogs = Watchdogs(
+            io_timeout_s=self.limits.io_timeout_s,
+            body_rate_bytes_per_s_min=self.limits.body_rate_bytes_per_s_min,
+        )
         #: Runs kernel calls (`run_blocking`) and streamed writes; `SlowDown`
         #: from ``submit`` when ``calls_queued_max`` calls wait already.
         self.executor: concurrent.futures.Executor = self.admission.executor
@@ -303,10 +308,7 @@ class S3Gateway:
         body_unread = _declares_body(scope)
         #: CORS headers for a request with an Origin the bucket's rules admit.
         cors: list[tuple[bytes, bytes]] = []
-        watchdog = Watchdog(
-            io_timeout_s=self.limits.io_timeout_s,
-            body_rate_bytes_per_s_min=self.limits.body_rate_bytes_per_s_min,
-        )
+        watchdog = self.watchdogs.watch()
 
         async def receiving() -> Message:
             nonlocal body_unread

@@ -50,6 +50,17 @@ def uri_encode(raw: bytes) -> str:
 
 #: What `uri_encode` keeps as it is: a component made only of these is its own canonical form.
 _UNRESERVED = re.compile(r"[A-Za-z0-9\-._~]*")
+#: A ``%`` that does not start an escape as `uri_encode` writes it: upper-case
+#: hex, of a byte that is not unreserved (``%2F`` is canonical; ``%7E``, ``%2f``
+#: and a lone ``%`` are not).
+_NOT_CANONICAL_ESCAPE = re.compile(
+    r"%(?!(?:[0-189A-F][0-9A-F]|2[0-9A-CF]|3[A-F]|40|5[B-E]|60|7[B-DF]))"
+)
+#: Characters of a raw path, and of a raw query, that may already be canonical.
+#: Two matches (these, then `_NOT_CANONICAL_ESCAPE`) answer for the whole
+#: path or query in the common case, where one per component cost ~3 us.
+_PATH_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~/%]*")
+_QUERY_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~=&%]*")
 #: Canonical forms remembered, of components at most this long.
 _RECODED_ENTRIES_MAX: Final = 1024
 _RECODED_CHARS_MAX: Final = 256
@@ -91,6 +102,8 @@ def canonical_uri(raw_path: str) -> str:
     """
     if not raw_path:
         return "/"
+    if _PATH_CHARACTERS.fullmatch(raw_path) and not _NOT_CANONICAL_ESCAPE.search(raw_path):
+        return raw_path
     return "/".join(canonical_component(segment) for segment in raw_path.split("/"))
 
 
@@ -106,10 +119,19 @@ def canonical_query(raw_query: str, *, exclude: str | None = None) -> str:
     'max-keys=2&prefix=J&uploads='
     """
     pairs: list[tuple[str, str]] = []
+    # A query in canonical form already (a presigned URL's usually is) is only
+    # split and sorted; a piece with a second "=" still takes the long way.
+    as_sent = bool(_QUERY_CHARACTERS.fullmatch(raw_query)) and not _NOT_CANONICAL_ESCAPE.search(
+        raw_query
+    )
     for piece in raw_query.split("&"):
         if not piece:
             continue
         name, _, value = piece.partition("=")
+        if as_sent and "=" not in value:
+            if name != exclude:
+                pairs.append((name, value))
+            continue
         canonical_name = canonical_component(name)
         if exclude is not None and canonical_name == exclude:
             continue
@@ -178,7 +200,7 @@ def derive_signing_key(secret: str, date: str, region: str, service: str = SERVI
 
 def sign(signing_key: bytes, text: str) -> str:
     """The hex HMAC-SHA256 of ``text`` under a derived signing key."""
-    return hmac.new(signing_key, text.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(signing_key, text.encode(), "sha256").hex()
 
 
 def _hmac(key: bytes, text: str) -> bytes:

@@ -19,9 +19,9 @@ keeps it alive. `Watchdog` bounds that time:
 
 A body timed out answers S3's ``400 RequestTimeout`` (and closes the
 connection, the rest of the body unread); an answer the client stopped
-reading can only be cut short. The watchdog is one timer per request that
-ticks while the request waits on its client, so a request that never waits
-costs two loop calls.
+reading can only be cut short. One timer per event loop (`Watchdogs`) looks
+at every request that has waited on its client: a timer per request, armed
+and cancelled, cost ~10 us of a small GET's ~180.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import ClassVar, Final
 from tier0.errors import InvalidArgument
 from tier0.protocols.s3._http import Message, Receive, Send
 
-__all__ = ["TIMEOUT_MESSAGE", "RequestTimeout", "Watchdog"]
+__all__ = ["TIMEOUT_MESSAGE", "RequestTimeout", "Watchdog", "Watchdogs"]
 
 #: S3's own words for the error.
 TIMEOUT_MESSAGE: Final = (
@@ -49,33 +49,83 @@ class RequestTimeout(InvalidArgument):
     s3_code: ClassVar[str] = "RequestTimeout"
 
 
+class Watchdogs:
+    """The watchdogs of a gateway's requests, and the one timer that looks at them.
+
+    `watch` makes a request's `Watchdog`; a watchdog is looked at every
+    ``min(io_timeout_s / 4, 1 s)`` from its first wait until it is closed.
+    """
+
+    def __init__(self, *, io_timeout_s: float, body_rate_bytes_per_s_min: float) -> None:
+        assert io_timeout_s > 0 and body_rate_bytes_per_s_min >= 0
+        self.io_timeout_s = io_timeout_s
+        self.body_rate_bytes_per_s_min = body_rate_bytes_per_s_min
+        self._tick_s = min(io_timeout_s / _TICKS_PER_TIMEOUT, 1.0)
+        #: Watchdogs that have waited and are not closed yet.
+        self._watched: set[Watchdog] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+
+    def watch(self) -> Watchdog:
+        """A watchdog for the request of the current task."""
+        return Watchdog(self)
+
+    def __len__(self) -> int:
+        """Requests being watched."""
+        return len(self._watched)
+
+    def _enrol(self, watchdog: Watchdog, loop: asyncio.AbstractEventLoop) -> None:
+        self._watched.add(watchdog)
+        if self._timer is None or self._timer_loop is not loop:
+            self._timer_loop = loop
+            self._timer = loop.call_later(self._tick_s, self._tick)
+
+    def _tick(self) -> None:
+        loop = self._timer_loop
+        assert loop is not None
+        now = loop.time()
+        for watchdog in list(self._watched):
+            watchdog._look(now)
+        self._timer = loop.call_later(self._tick_s, self._tick) if self._watched else None
+
+
 class Watchdog:
     """Times one request's waits on its client; see the module docstring.
 
-    Wrap the request's ``receive`` and ``send`` in `receive` and `send`; they
-    raise `RequestTimeout` when the client is too slow. `close` after the
-    answer. The watchdog cancels the request's task to interrupt a wait, so it
-    must be made inside that task.
+    Made by `Watchdogs.watch`, inside the request's task (the watchdog cancels
+    that task to interrupt a wait). Wrap the request's ``receive`` and
+    ``send`` in `receive` and `send`; they raise `RequestTimeout` when the
+    client is too slow. `close` after the answer.
 
     Example::
 
-        watchdog = Watchdog(io_timeout_s=20, body_rate_bytes_per_s_min=1024)
+        watchdog = watchdogs.watch()
         try:
             message = await watchdog.receive(receive)
         finally:
             watchdog.close()
     """
 
-    def __init__(self, *, io_timeout_s: float, body_rate_bytes_per_s_min: float) -> None:
-        assert io_timeout_s > 0 and body_rate_bytes_per_s_min >= 0
+    __slots__ = (
+        "_body_wait_s",
+        "_cancelling",
+        "_closed",
+        "_enrolled",
+        "_expired",
+        "_loop",
+        "_received",
+        "_receiving",
+        "_task",
+        "_waiting_since",
+        "_watchdogs",
+    )
+
+    def __init__(self, watchdogs: Watchdogs) -> None:
+        self._watchdogs = watchdogs
         self._loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None, "a Watchdog belongs to the task of its request"
         self._task = task
-        self._io_timeout_s = io_timeout_s
-        self._rate_min = body_rate_bytes_per_s_min
-        self._tick_s = min(io_timeout_s / _TICKS_PER_TIMEOUT, 1.0)
-        self._timer: asyncio.TimerHandle | None = None
         #: When the wait in progress began (loop time), None when not waiting.
         self._waiting_since: float | None = None
         self._receiving = False
@@ -86,6 +136,7 @@ class Watchdog:
         #: Set when the watchdog cancelled the task, until the wait turns it into the error.
         self._cancelling = False
         self._closed = False
+        self._enrolled = False
 
     @property
     def expired(self) -> bool:
@@ -121,9 +172,8 @@ class Watchdog:
     def close(self) -> None:
         """Stop watching (the answer is complete, or the request failed)."""
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._enrolled:
+            self._watchdogs._watched.discard(self)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -134,8 +184,9 @@ class Watchdog:
             raise RequestTimeout(TIMEOUT_MESSAGE)
         self._waiting_since = self._loop.time()
         self._receiving = receiving
-        if self._timer is None and not self._closed:
-            self._timer = self._loop.call_later(self._tick_s, self._tick)
+        if not self._enrolled and not self._closed:
+            self._enrolled = True
+            self._watchdogs._enrol(self, self._loop)
 
     def _end_wait(self) -> float:
         since, self._waiting_since = self._waiting_since, None
@@ -149,24 +200,24 @@ class Watchdog:
             self._task.uncancel()
             raise RequestTimeout(TIMEOUT_MESSAGE) from None
 
-    def _tick(self) -> None:
-        self._timer = None
-        if self._closed:
+    def _look(self, now: float) -> None:
+        """The timer's look: cut the request if its wait under way is too slow."""
+        if self._closed or self._expired or self._waiting_since is None:
             return
-        if self._waiting_since is not None and self._too_slow(self._loop.time()):
+        if self._too_slow(now):
             # The task is suspended in the wait (the loop runs one thing at a
             # time), so the cancellation lands there, in `receive` or `send`.
             self._expired = self._cancelling = True
             self._task.cancel()
-            return
-        self._timer = self._loop.call_later(self._tick_s, self._tick)
 
     def _too_slow(self, now: float) -> bool:
         assert self._waiting_since is not None
         waited = now - self._waiting_since
-        if waited > self._io_timeout_s:
+        io_timeout_s = self._watchdogs.io_timeout_s
+        if waited > io_timeout_s:
             return True
-        if not self._receiving or self._rate_min == 0:
+        rate_min = self._watchdogs.body_rate_bytes_per_s_min
+        if not self._receiving or rate_min == 0:
             return False
-        allowed = self._io_timeout_s + self._received / self._rate_min
+        allowed = io_timeout_s + self._received / rate_min
         return self._body_wait_s + waited > allowed
