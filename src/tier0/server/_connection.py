@@ -162,6 +162,12 @@ class _Connection(HttpToolsProtocol):
             self._raw_head_bytes += len(data)
             if self._raw_head_bytes > self._raw_head_bytes_max:
                 self._refuse(self._too_large())
+                return
+        if self._in_head and self._head_timer is None and not self.transport.is_closing():
+            # A head begun in this read and not finished: its deadline runs
+            # from now. A head that came whole (the usual case) never arms
+            # one, which saved a timer armed and cancelled per request.
+            self._arm_head_timer()
 
     # -- parser callbacks -------------------------------------------------------------------
 
@@ -170,8 +176,6 @@ class _Connection(HttpToolsProtocol):
         self._messages_begun += 1
         self._in_head = True
         self._raw_head_bytes = self._header_bytes = self._header_count = 0
-        if self._head_timer is None:
-            self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
