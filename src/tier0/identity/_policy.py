@@ -53,8 +53,7 @@ OWNER_KEEPS: Final = frozenset(
 )
 
 
-# Not frozen: built for every request, where frozen costs ~2 us a construction, 10x.
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """One authorization decision, as it is recorded."""
 

@@ -111,6 +111,12 @@ class _Op(Generic[T]):
         self.wake: threading.Lock | None = None
 
 
+def _outcome(op: _Op[T]) -> T:
+    if op.error is not None:
+        raise op.error
+    return op.result  # type: ignore[return-value]
+
+
 class Outcome(NamedTuple):
     """What one operation of `Committer.run_many` came to: its result, or its error."""
 
@@ -173,10 +179,26 @@ class Committer:
 
     def run(self, fn: Callable[[WriteTx], T]) -> T:
         """Run ``fn`` in a transaction and return its result once durably committed."""
-        result, error = self.run_many([fn])[0]
-        if error is not None:
-            raise error
-        return result  # type: ignore[no-any-return]
+        op = _Op(fn)
+        with self._mutex:
+            self._check_open()
+            self._pending.append(op)
+            lead = not self._leading
+            if lead:
+                self._leading = True
+            else:
+                op.wake = threading.Lock()
+                op.wake.acquire()
+                if self._gathering and len(self._pending) >= self._gather_expected:
+                    # Only the arrival that completes the batch wakes the leader: each
+                    # wake-up is a GIL hand-over, between CPUs a costly one.
+                    self._arrived.notify()
+        if not lead:
+            self._follow(op)
+            if op.state == _DONE:
+                return _outcome(op)
+        self._lead(op)
+        return _outcome(op)
 
     def run_many(self, fns: Sequence[Callable[[WriteTx], Any]]) -> list[Outcome]:
         """`run` for several operations at once, each with its own outcome.

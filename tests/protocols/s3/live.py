@@ -6,9 +6,12 @@ one server is started per test module.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,30 @@ SECRET = "gateway-test-secret-0123456789abcdefghij"
 REGION = "us-east-1"
 
 bucket_numbers = itertools.count(1)
+
+
+@contextlib.contextmanager
+def in_process(app: Any, **config: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a thread of this process (so a test can
+    reach inside the gateway or the store it serves); yields the base URL."""
+    import uvicorn
+
+    from tier0.server._serve import bind
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, **config)
+    )
+    sock = bind("127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
 
 
 def make_client(url: str, *, secret: str = SECRET, access: str = ACCESS, **config: Any) -> Any:

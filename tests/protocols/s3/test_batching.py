@@ -10,15 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import uvicorn
-from uvicorn.config import Config
 
 import tier0
-from tests.protocols.s3.live import make_client
+from tests.protocols.s3.live import in_process, make_client
 from tier0.meta import WriteTx
 from tier0.protocols.s3 import S3Gateway, create_s3_app
 from tier0.server import connection_protocol
-from tier0.server._serve import bind
 
 SMALL = 4096
 
@@ -29,33 +26,17 @@ def served(tmp_path: Any) -> Iterator[tuple[S3Gateway, tier0.Tier0, Callable[[],
         credential = t0.root_credential
         assert credential is not None
         gateway = create_s3_app(t0)
-        config = Config(
-            gateway,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            http=connection_protocol(gateway.limits),
-        )
-        server = uvicorn.Server(config)
-        sock = bind("127.0.0.1", 0)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-        thread.start()
         try:
-            while not server.started:
-                time.sleep(0.01)
-            url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-            yield (
-                gateway,
-                t0,
-                lambda: make_client(
-                    url, access=credential.access_key, secret=credential.secret_key
-                ),
-            )
+            with in_process(gateway, http=connection_protocol(gateway.limits)) as url:
+                yield (
+                    gateway,
+                    t0,
+                    lambda: make_client(
+                        url, access=credential.access_key, secret=credential.secret_key
+                    ),
+                )
         finally:
-            server.should_exit = True
-            thread.join(timeout=30)
             gateway.close()
-            sock.close()
 
 
 def test_small_puts_arriving_together_share_a_commit(

@@ -15,7 +15,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -26,17 +25,15 @@ from typing import Any
 import boto3
 import google_crc32c
 import pytest
-import uvicorn
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 import tier0
-from tests.protocols.s3.live import REGION, error_code, make_client
+from tests.protocols.s3.live import REGION, error_code, in_process, make_client
 from tests.protocols.s3.raw import open_request, send, send_chunk
 from tests.server.test_serve import ServeProcess, _self_signed, clean_environment
 from tier0.protocols.s3 import GatewayLimits, create_s3_app
-from tier0.server._serve import bind
 
 pytestmark = pytest.mark.slow
 
@@ -532,23 +529,15 @@ def lowered(
         credential = t0.root_credential
         assert credential is not None
         gateway = create_s3_app(t0, limits=GatewayLimits(put_bytes_max=LOWERED_BYTES))
-        config = uvicorn.Config(gateway, lifespan="off", log_level="warning", access_log=False)
-        server = uvicorn.Server(config)
-        sock = bind("127.0.0.1", 0)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-        thread.start()
         try:
-            while not server.started:
-                time.sleep(0.01)
-            url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-            client = make_client(url, access=credential.access_key, secret=credential.secret_key)
-            client.create_bucket(Bucket="lowered")
-            yield client, t0, Credentials(credential.access_key, credential.secret_key)
+            with in_process(gateway) as url:
+                client = make_client(
+                    url, access=credential.access_key, secret=credential.secret_key
+                )
+                client.create_bucket(Bucket="lowered")
+                yield client, t0, Credentials(credential.access_key, credential.secret_key)
         finally:
-            server.should_exit = True
-            thread.join(timeout=30)
             gateway.close()
-            sock.close()
 
 
 def test_put_at_the_limit_is_stored_and_one_byte_more_refused(
