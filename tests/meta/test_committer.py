@@ -362,6 +362,44 @@ def test_unknown_backend_and_unreachable_postgres_are_clear_errors(tmp_path: pat
 
 
 @pytest.mark.postgres
+def test_a_schema_change_under_way_in_another_process_is_waited_for(
+    tmp_path: pathlib.Path, postgres_url: str
+) -> None:
+    # As when an engine's worker processes open one database together: one grants on
+    # the catalog's views while another replaces them. Unordered, PostgreSQL fails the
+    # second ("tuple concurrently updated") instead of making it wait.
+    first = open_backend(postgres_url, data_dir=tmp_path)
+    first.install_schema()
+    assert isinstance(first, PostgresBackend) and first.catalog_role is not None
+    second = open_backend(postgres_url, data_dir=tmp_path)
+    holder = first.connect()
+    holder.begin_write()
+    first.lock_schema(holder)
+    holder.execute(f"GRANT SELECT ON objects TO {first.catalog_role}")
+    failures: list[BaseException] = []
+
+    def install() -> None:
+        try:
+            second.install_schema()
+        except BaseException as failure:  # reported below
+            failures.append(failure)
+
+    thread = threading.Thread(target=install)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive()  # waiting for the other's change to end
+    holder.commit()
+    thread.join()
+    holder.close()
+    assert failures == []
+    assert isinstance(second, PostgresBackend) and second.catalog_role == first.catalog_role
+    with second.reader() as db:
+        assert db.query_one("SELECT count(*) FROM objects")[0] == 0
+    first.close()
+    second.close()
+
+
+@pytest.mark.postgres
 def test_postgres_user_without_createrole_still_gets_a_working_catalog(
     tmp_path: pathlib.Path, postgres_url: str
 ) -> None:

@@ -166,11 +166,17 @@ class MetaBackend(abc.ABC):
     def close(self) -> None:
         """Close every connection and watcher."""
 
+    def lock_schema(self, connection: Connection) -> None:  # noqa: B027 - optional hook
+        """Called first in each transaction that changes the schema: where a write
+        transaction does not already exclude the others (SQLite's does), wait for
+        theirs to end."""
+
     def install_schema(self) -> None:
         """Create or upgrade the schema; idempotent and safe from several processes."""
         connection = self.connect()
         try:
             connection.begin_write()
+            self.lock_schema(connection)
             tables, late = render_ddl(self.dialect)
             for statement in tables:
                 connection.execute(statement)

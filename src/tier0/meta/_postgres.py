@@ -27,6 +27,9 @@ CHANNEL: Final = "tier0_commits"
 #: The role user SQL runs as: SELECT on the catalog views and nothing else.
 CATALOG_ROLE: Final = "tier0_catalog_reader"
 READERS_MAX: Final = 16
+#: The advisory lock that orders schema changes of processes opening one database
+#: at once (a number of our own; PostgreSQL's advisory locks are named by integers).
+SCHEMA_LOCK: Final = 0x74_69_65_72_30_00  # "tier0"
 CONNECT_TIMEOUT_S: Final = 10
 
 
@@ -171,6 +174,12 @@ class PostgresBackend(MetaBackend):
         finally:
             self._release(connection)
 
+    def lock_schema(self, connection: Connection) -> None:
+        # Two transactions replacing the same view, or granting on the same table, at
+        # once fail in PostgreSQL ("tuple concurrently updated") rather than wait: as
+        # when worker processes start together over one database.
+        connection.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
+
     def install_schema(self) -> None:
         super().install_schema()
         self.catalog_role = self._install_catalog_role()
@@ -188,6 +197,7 @@ class PostgresBackend(MetaBackend):
         connection = self.connect()
         try:
             connection.begin_write()
+            self.lock_schema(connection)
             connection.execute(
                 "DO $$ BEGIN CREATE ROLE " + CATALOG_ROLE + " NOLOGIN;"
                 " EXCEPTION WHEN duplicate_object THEN NULL; END $$"
