@@ -28,7 +28,8 @@ from typing import Final
 __all__ = ["EMPTY_CONTEXT", "ObjectFacts", "RequestContext"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built for every request, where frozen costs ~2 us a construction, 10x.
+@dataclass(slots=True)
 class RequestContext:
     """The request as policy conditions see it; every field may be unknown (None).
 

@@ -208,7 +208,8 @@ _SAMPLE_BYTES = 64 * 1024
 _SAMPLE_RATIO_MIN = 1.1
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built for every request, where frozen costs ~2 us a construction, 10x.
+@dataclass(slots=True)
 class EncodedChunk:
     """A chunk ready to store.
 

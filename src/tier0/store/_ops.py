@@ -88,7 +88,8 @@ def row_to_info(row: Any) -> ObjectInfo:
     )
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built for every request, where frozen costs ~2 us a construction, 10x.
+@dataclass(slots=True)
 class NewVersion:
     """The content and description of a version about to be committed."""
 

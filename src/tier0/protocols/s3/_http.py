@@ -52,7 +52,8 @@ XML: Final = b"application/xml"
 ZERO_COPY_SEND: Final = "http.response.zerocopysend"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+# Not frozen: built for every request, where frozen costs ~2 us a construction, 10x.
+@dataclasses.dataclass(slots=True)
 class Request:
     """One authenticated S3 request, split into bucket and key."""
 
