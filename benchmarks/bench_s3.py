@@ -17,6 +17,9 @@ compare servers, not client libraries:
   the client's share of the two cores does not blur), tier0 against
   ``moto_server`` (a Python S3 server) fed the same request mix; tier0 with
   two workers as started by default, with ``--cpu-affinity``, and with one.
+  The same mix also runs against the Python floor (``s3_floor.py``: presigned
+  SigV4, one SQLite row a request, PUTs committed per loop turn, nothing
+  else), with as many workers: the most a Python server can reach here.
 - Memory: the tier0 server's resident set before, during and after a large
   streamed upload, and after the mixed load.
 
@@ -209,6 +212,8 @@ def _small_mixed(
         pinned = _mixed_load(pinned_server, root / "tier0-pinned.lua", body, duration_s)
     with _Tier0Server(root / "tier0-one-worker", workers=1) as single:
         one = _mixed_load(single, root / "tier0-1.lua", body, duration_s)
+    with _FloorServer(root / "floor", tier0.workers) as floor_server:
+        floor = _mixed_load(floor_server, root / "floor.lua", body, duration_s)
     label = (
         f"4 KiB mixed {SMALL_GET_FRACTION:.0%} GET / {1 - SMALL_GET_FRACTION:.0%} PUT, "
         f"{SMALL_CONNECTIONS} connections"
@@ -228,6 +233,18 @@ def _small_mixed(
                 f" server CPU {result['cpu_us']:.0f} us a request"
             ),
         )
+    section.add(
+        f"{label}, {tier0.workers} workers, against the Python floor",
+        t0["rate"],
+        "ops/s",
+        f"s3_floor.py, {tier0.workers} workers, same requests",
+        floor["rate"],
+        note=(
+            f"floor p50 {floor['p50_ms']:.2f} ms, p99 {floor['p99_ms']:.2f} ms,"
+            f" server CPU {floor['cpu_us']:.0f} us a request"
+            + (f"; {floor['rate'] / mo['rate']:.1f}x moto" if mo["rate"] else "")
+        ),
+    )
     section.add(
         f"4 KiB mixed, p99 latency, {tier0.workers} workers",
         t0["p99_ms"],
@@ -257,7 +274,7 @@ def _small_mixed(
 
 
 def _mixed_load(
-    server: _Tier0Server | _MotoServer,
+    server: _Tier0Server | _MotoServer | _FloorServer,
     script: Path,
     body: bytes,
     duration_s: int,
@@ -272,10 +289,8 @@ def _mixed_load(
     """
     client = server.client()
     bucket = "mixed"
-    client.create_bucket(Bucket=bucket)
     keys = [f"obj/{i:05d}" for i in range(SMALL_OBJECTS)]
-    for key in keys:
-        client.put_object(Bucket=bucket, Key=key, Body=body)
+    server.load(bucket, keys, body)
     gets = [_presign(client, "get_object", k, bucket=bucket) for k in keys]
     puts = [_presign(client, "put_object", k, bucket=bucket) for k in keys]
     _write_wrk_script(script, gets, puts, body)
@@ -457,6 +472,21 @@ def _boto3_client(url: str, access: str, secret: str) -> Any:
     )
 
 
+def _load(client: Any, bucket: str, keys: list[str], body: bytes) -> None:
+    client.create_bucket(Bucket=bucket)
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _process_tree(pid: int) -> list[int]:
     """``pid`` and its children (a supervisor and its workers)."""
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
@@ -513,6 +543,9 @@ class _Tier0Server:
     def client(self) -> Any:
         return _boto3_client(self.url, ACCESS, SECRET)
 
+    def load(self, bucket: str, keys: list[str], body: bytes) -> None:
+        _load(self.client(), bucket, keys, body)
+
     def rss_bytes(self) -> int:
         """Resident bytes of the server: the supervisor and its workers together."""
         total = 0
@@ -526,12 +559,50 @@ class _Tier0Server:
         return _cpu_seconds(self.process.pid)
 
     def __exit__(self, *exc: object) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        _stop(self.process)
+
+
+class _FloorServer:
+    """``s3_floor.py`` (see its docstring) on a free port; its objects are loaded into
+    its database directly, and its clients only sign (it answers nothing else)."""
+
+    def __init__(self, data: Path, workers: int) -> None:
+        self.data = data
+        self.workers = workers
+
+    def __enter__(self) -> _FloorServer:
+        import s3_floor
+
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.database = self.data / "floor.db"
+        s3_floor.load(self.database, [], b"")  # the schema, before the workers open it
+        port = _free_port()
+        options = ("--workers", str(self.workers))
+        self.process = subprocess.Popen(
+            [sys.executable, s3_floor.__file__, str(self.database), str(port), *options],
+            env={**os.environ, "ACCESS": ACCESS, "SECRET": SECRET},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"s3_floor.py did not start (exit status {self.process.wait()})")
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def client(self) -> Any:
+        return _boto3_client(self.url, ACCESS, SECRET)
+
+    def load(self, bucket: str, keys: list[str], body: bytes) -> None:
+        import s3_floor
+
+        s3_floor.load(self.database, [f"{bucket}/{key}" for key in keys], body)
+
+    def cpu_seconds(self) -> float:
+        return _cpu_seconds(self.process.pid)
+
+    def __exit__(self, *exc: object) -> None:
+        _stop(self.process)
 
 
 class _Nginx:
@@ -615,13 +686,11 @@ class _MotoServer:
     def client(self) -> Any:
         return _boto3_client(self.url, "moto-access", "moto-secret")
 
+    def load(self, bucket: str, keys: list[str], body: bytes) -> None:
+        _load(self.client(), bucket, keys, body)
+
     def cpu_seconds(self) -> float:
         return _cpu_seconds(self.process.pid)
 
     def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        _stop(self.process)
