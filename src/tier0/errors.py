@@ -12,6 +12,7 @@ missing key is a ``KeyError``, bad input a ``ValueError``, a denied request a
     │   ├── InvalidMetadata
     │   │   └── MetadataTooLarge
     │   ├── InvalidTag
+    │   │   └── TooManyTags                 more tags than an element holds
     │   ├── InvalidRange
     │   │   └── InvalidPartNumber           a part number the object does not have
     │   ├── BadDigest                       the body does not match a stated checksum
@@ -133,6 +134,7 @@ __all__ = [
     "TableConflict",
     "TableSchemaError",
     "Tier0Error",
+    "TooManyTags",
     "UnsupportedACL",
 ]
 
@@ -171,6 +173,11 @@ class MetadataTooLarge(InvalidMetadata):
 
 class InvalidTag(InvalidArgument):
     """A tag set has too many tags, or a tag name or value is malformed or too long."""
+
+
+class TooManyTags(InvalidTag):
+    """An object's tag set holds more tags than an object may have (S3 answers this one
+    ``BadRequest``, not ``InvalidTag``)."""
 
 
 class InvalidRange(InvalidArgument):

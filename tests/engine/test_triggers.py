@@ -73,7 +73,7 @@ def test_every_object_and_table_event_the_kernel_emits_is_a_known_type(
     t0.put("docs", "a", b"1")
     t0.copy("docs", "a", "docs", "b")
     t0.set_tags("docs", "a", {"k": "v"})
-    t0.set_tags("docs", "a", {})
+    t0.delete_tags("docs", "a")
     t0.annotate("docs", "a", {"tier0-type": "text/plain"})
     t0.delete("docs", "b")  # a delete marker
     t0.delete("docs", "a", version_id=t0.head("docs", "a").version_id)  # a version

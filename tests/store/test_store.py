@@ -434,7 +434,7 @@ def test_tags_and_metadata(t0: tier0.Tier0) -> None:
     assert t0.get_tags("bkt", "k") == {"stage": "raw"}
     t0.set_tags("bkt", "k", {"stage": "clean"})
     assert t0.get_tags("bkt", "k") == {"stage": "clean"}
-    with pytest.raises(tier0.InvalidTag):
+    with pytest.raises(tier0.TooManyTags):
         t0.set_tags("bkt", "k", {f"t{i}": "v" for i in range(11)})
     with pytest.raises(tier0.MetadataTooLarge):
         t0.put("bkt", "big-metadata", b"x", metadata={"m": "v" * 3000})
@@ -467,6 +467,34 @@ def test_annotate_merges_metadata_in_place_as_an_event(t0: tier0.Tier0) -> None:
         t0.as_principal("bob").annotate("bkt", "k", {"a": "b"})
     t0.grant("bob", "tier0:AnnotateObject", "/bkt/*")
     t0.as_principal("bob").annotate("bkt", "k", {"a": "b"})
+
+
+def test_tags_are_read_and_changed_as_actions_of_their_own(t0: tier0.Tier0) -> None:
+    # As in S3: reading an object does not show its tags, tagging does not untag, and
+    # a named version is an action of its own.
+    t0.create_bucket("bkt")
+    put = t0.put("bkt", "k", b"x", tags={"stage": "raw"})
+    bob, _ = t0.create_user("bob")
+    as_bob = t0.as_principal(bob)
+    t0.grant(bob, "s3:GetObject", "/bkt/*")
+    t0.grant(bob, "s3:PutObjectTagging", "/bkt/*")
+    assert as_bob.get_bytes("bkt", "k") == b"x"
+    with pytest.raises(tier0.AccessDenied):
+        as_bob.get_tags("bkt", "k")
+    with pytest.raises(tier0.AccessDenied):
+        as_bob.delete_tags("bkt", "k")
+    with pytest.raises(tier0.AccessDenied):
+        as_bob.set_tags("bkt", "k", {"stage": "x"}, version_id=put.version_id)
+    as_bob.set_tags("bkt", "k", {"stage": "clean"})
+    t0.grant(bob, "s3:GetObjectTagging", "/bkt/*")
+    t0.grant(bob, "s3:DeleteObjectTagging", "/bkt/*")
+    assert as_bob.object_tags("bkt", "k") == tier0.ObjectTags(put.version_id, {"stage": "clean"})
+    with pytest.raises(tier0.AccessDenied):
+        as_bob.get_tags("bkt", "k", version_id=put.version_id)
+    assert as_bob.delete_tags("bkt", "k") == put.version_id
+    assert t0.get_tags("bkt", "k") == {}
+    kinds = [e.type for e in t0.events.read(0) if e.type.startswith("ObjectTagging")]
+    assert kinds == ["ObjectTagging:Put", "ObjectTagging:Delete"]
 
 
 def test_events_follow_every_mutation_with_gap_free_seq(t0: tier0.Tier0) -> None:

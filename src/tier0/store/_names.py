@@ -18,6 +18,7 @@ from tier0.errors import (
     InvalidTag,
     KeyTooLong,
     MetadataTooLarge,
+    TooManyTags,
 )
 
 KEY_BYTES_MAX: Final = 1024
@@ -93,7 +94,7 @@ def validate_metadata(metadata: dict[str, str]) -> None:
 
 def validate_tags(tags: dict[str, str]) -> None:
     if len(tags) > TAG_COUNT_MAX:
-        raise InvalidTag(f"{len(tags)} tags given; an element holds at most {TAG_COUNT_MAX}")
+        raise TooManyTags(f"Object tags cannot be greater than {TAG_COUNT_MAX} ({len(tags)} given)")
     for name, value in tags.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise InvalidTag("tags map str names to str values")

@@ -383,8 +383,11 @@ def set_tags(
     version_id: str | None,
     tags: dict[str, str],
     decision: Decision,
+    *,
+    event: str = "ObjectTagging:Put",
 ) -> str:
-    """Replace a version's tags in place (tagging makes no new version); returns its id."""
+    """Replace a version's tags in place (tagging makes no new version); returns its id.
+    ``event`` is the change's type (``ObjectTagging:Delete`` when they are removed)."""
     owned_bucket_row(tx, bucket, decision)
     row = _find(tx, bucket, key, version_id)
     if row[5]:
@@ -393,9 +396,8 @@ def set_tags(
         "UPDATE t0_versions SET tags = ?, modified_us = ? WHERE seq = ?",
         (dump_json(tags), tx.now_us, row[0]),
     )
-    kind = "ObjectTagging:Put" if tags else "ObjectTagging:Delete"
     emit_event(
-        tx, tx.next_seq(), kind, bucket, key, row[3], row[6], row[8], decision, {"tags": tags}
+        tx, tx.next_seq(), event, bucket, key, row[3], row[6], row[8], decision, {"tags": tags}
     )
     Authorizer.record_in(tx, decision)
     return str(row[3])

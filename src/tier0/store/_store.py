@@ -55,6 +55,7 @@ from tier0.store._types import (
     BucketInfo,
     DeleteResult,
     ObjectInfo,
+    ObjectTags,
     Versioning,
     from_us,
 )
@@ -502,16 +503,34 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
     def set_tags(
         self, bucket: str, key: str, tags: dict[str, str], *, version_id: str | None = None
     ) -> str:
-        """Replace a version's tags; returns the version id tagged."""
-        validate_key(key)
+        """Replace a version's tags (``s3:PutObjectTagging``, or
+        ``s3:PutObjectVersionTagging`` for a named version); returns the version id."""
         validate_tags(tags)
-        decision = self._authorize_write("s3:PutObjectTagging", bucket, f"/{bucket}/{key}")
+        return self._change_tags(bucket, key, tags, version_id, "Put")
+
+    def delete_tags(self, bucket: str, key: str, *, version_id: str | None = None) -> str:
+        """Remove a version's tags (``s3:DeleteObjectTagging``, or
+        ``s3:DeleteObjectVersionTagging`` for a named version); returns the version id."""
+        return self._change_tags(bucket, key, {}, version_id, "Delete")
+
+    def _change_tags(
+        self, bucket: str, key: str, tags: dict[str, str], version_id: str | None, verb: str
+    ) -> str:
+        validate_key(key)
+        action = f"s3:{verb}Object{'' if version_id is None else 'Version'}Tagging"
+        params = {"s3:VersionId": version_id}
+        decision = self._authorize_write(action, bucket, f"/{bucket}/{key}", params=params)
         return self._commit_write(
-            "s3:PutObjectTagging",
+            action,
             bucket,
             f"/{bucket}/{key}",
             decision,
-            lambda decided: lambda tx: _ops.set_tags(tx, bucket, key, version_id, tags, decided),
+            lambda decided: (
+                lambda tx: _ops.set_tags(
+                    tx, bucket, key, version_id, tags, decided, event=f"ObjectTagging:{verb}"
+                )
+            ),
+            params=params,
         )
 
     def annotate(
@@ -533,7 +552,16 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
         )
 
     def get_tags(self, bucket: str, key: str, *, version_id: str | None = None) -> dict[str, str]:
-        return self.head(bucket, key, version_id=version_id).tags
+        """A version's tags (see `object_tags`)."""
+        return self.object_tags(bucket, key, version_id=version_id).tags
+
+    def object_tags(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectTags:
+        """A version's tags and its id: ``s3:GetObjectTagging``, or
+        ``s3:GetObjectVersionTagging`` for a named version (the right to read the
+        object is neither needed nor enough)."""
+        action = "s3:GetObjectTagging" if version_id is None else "s3:GetObjectVersionTagging"
+        info = self._read_version(bucket, key, version_id, action)[0]
+        return ObjectTags(info.version_id, info.tags)
 
     # -- multipart uploads (tier0.store._multipart) -----------------------------------------
 

@@ -92,6 +92,14 @@ class DeleteResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectTags:
+    """A version's tags, and which version they are (the current one, unless named)."""
+
+    version_id: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class StoreStatistics:
     """Sizes and ratios of what the store holds."""
 

@@ -358,3 +358,66 @@ def test_bucket_reads_are_authorized_as_their_own_actions(
     with pytest.raises(ClientError) as error:
         alice.get_bucket_versioning(Bucket=bucket)
     assert error_code(error) == ("AccessDenied", 403)
+
+
+def test_object_tags_are_authorized_as_their_own_actions(
+    server: ServeProcess, s3: Any, bucket: str, alice: Any
+) -> None:
+    # Reading an object does not reveal its tags, and putting tags does not remove
+    # them: GetObjectTagging, PutObjectTagging and DeleteObjectTagging each stand alone.
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", Tagging="team=data")
+
+    def allow(*actions: str) -> None:
+        s3.put_bucket_policy(
+            Bucket=bucket,
+            Policy=_policy(
+                _statement("Allow", {"AWS": "alice"}, list(actions), f"arn:aws:s3:::{bucket}/k")
+            ),
+        )
+
+    def denied(call: Any) -> None:
+        with pytest.raises(ClientError) as error:
+            call()
+        assert error_code(error) == ("AccessDenied", 403)
+
+    allow("s3:GetObject", "s3:PutObjectTagging")
+    assert alice.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+    denied(lambda: alice.get_object_tagging(Bucket=bucket, Key="k"))
+    denied(lambda: alice.delete_object_tagging(Bucket=bucket, Key="k"))
+    alice.put_object_tagging(Bucket=bucket, Key="k", Tagging={"TagSet": []})
+    s3.put_object_tagging(Bucket=bucket, Key="k", Tagging={"TagSet": [{"Key": "a", "Value": "1"}]})
+    allow("s3:GetObjectTagging", "s3:DeleteObjectTagging")
+    denied(lambda: alice.get_object(Bucket=bucket, Key="k"))
+    assert alice.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == [
+        {"Key": "a", "Value": "1"}
+    ]
+    alice.delete_object_tagging(Bucket=bucket, Key="k")
+    assert s3.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == []
+    # A named version is its own action again.
+    version = s3.head_object(Bucket=bucket, Key="k").get("VersionId", "null")
+    denied(lambda: alice.get_object_tagging(Bucket=bucket, Key="k", VersionId=version))
+    allow("s3:GetObjectVersionTagging")
+    assert alice.get_object_tagging(Bucket=bucket, Key="k", VersionId=version)["TagSet"] == []
+
+
+def test_grant_headers_on_writes_are_refused_not_dropped(s3: Any, bucket: str) -> None:
+    # tier0 keeps canned ACLs only: a grant it cannot keep is refused, never ignored.
+    grant = "id=p-0123456789abcdef"
+    for call in (
+        lambda: s3.put_object(Bucket=bucket, Key="g", Body=b"x", GrantRead=grant),
+        lambda: s3.create_multipart_upload(Bucket=bucket, Key="g", GrantFullControl=grant),
+        lambda: s3.copy_object(
+            Bucket=bucket, Key="g2", CopySource={"Bucket": bucket, "Key": "g"}, GrantRead=grant
+        ),
+        lambda: s3.create_bucket(Bucket=f"{bucket}-granted", GrantRead=grant),
+    ):
+        with pytest.raises(ClientError) as error:
+            call()
+        assert error_code(error) == ("NotImplemented", 501)
+    with pytest.raises(ClientError) as error:
+        s3.head_object(Bucket=bucket, Key="g")
+    assert error_code(error)[1] == 404
+    with pytest.raises(ClientError) as error:
+        s3.put_object(Bucket=bucket, Key="g", Body=b"x", ACL="public-read", GrantRead=grant)
+    assert error_code(error) == ("InvalidArgument", 400)
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

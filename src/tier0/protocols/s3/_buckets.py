@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from tier0.errors import BucketAlreadyExists, Tier0Error
 from tier0.protocols.s3._errors import BucketAlreadyOwnedByYou, NotImplementedOperation
 from tier0.protocols.s3._http import Handler, Request, Response, read_body, xml_response
+from tier0.protocols.s3._object_headers import canned_acl
 from tier0.protocols.s3._xml import (
     parse_create_bucket_configuration,
     parse_versioning_configuration,
@@ -39,7 +40,7 @@ async def create_bucket(gateway: S3Gateway, request: Request) -> Response:
         parse_create_bucket_configuration(body)
     try:
         await gateway.run_blocking(
-            request.actor.create_bucket, request.bucket, acl=request.headers.get("x-amz-acl")
+            request.actor.create_bucket, request.bucket, acl=canned_acl(request.headers)
         )
     except BucketAlreadyExists as error:
         if await _own_bucket(gateway, request):

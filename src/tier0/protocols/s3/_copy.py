@@ -35,6 +35,7 @@ from tier0.protocols.s3._conditions import Preconditions
 from tier0.protocols.s3._errors import InvalidRequest, NotImplementedOperation
 from tier0.protocols.s3._http import Request, Response, xml_response
 from tier0.protocols.s3._object_headers import (
+    canned_acl,
     parse_tagging_header,
     stored_headers,
     user_metadata,
@@ -93,8 +94,9 @@ async def copy_object(gateway: S3Gateway, request: Request) -> Response:
         )
     if tagging_directive == "REPLACE":
         replace["tags"] = parse_tagging_header(headers.get("x-amz-tagging"))
-    if "x-amz-acl" in headers:
-        replace["acl"] = headers["x-amz-acl"]  # S3 never copies an ACL; a copy names its own
+    acl = canned_acl(headers)
+    if acl is not None:
+        replace["acl"] = acl  # S3 never copies an ACL; a copy names its own
     with copy_source_errors():
         copied, info = await gateway.run_blocking(
             _copy,

@@ -177,6 +177,7 @@ CLASS_CODES: Mapping[type[BaseException], str] = {
     kernel.KeyTooLong: "KeyTooLongError",
     kernel.MetadataTooLarge: "MetadataTooLarge",
     kernel.InvalidTag: "InvalidTag",
+    kernel.TooManyTags: "BadRequest",
     kernel.InvalidRange: "InvalidRange",
     # Multipart uploads (tier0.store._multipart).
     kernel.NoSuchUpload: "NoSuchUpload",

@@ -58,6 +58,7 @@ from tier0.protocols.s3._http import (
 from tier0.protocols.s3._listing import max_keys_of
 from tier0.protocols.s3._object_headers import (
     CHECKSUM_PREFIX,
+    canned_acl,
     checksum_headers,
     delete_marker_response,
     object_headers,
@@ -128,7 +129,7 @@ async def create_multipart_upload(gateway: S3Gateway, request: Request) -> Respo
         metadata=user_metadata(headers),
         tags=parse_tagging_header(headers.get("x-amz-tagging")),
         headers=stored_headers(headers),
-        acl=headers.get("x-amz-acl"),
+        acl=canned_acl(headers),
         checksum_algorithm=algorithm,
         checksum_type=kind,
     )

@@ -32,6 +32,7 @@ from tier0.protocols.s3._errors import (
     CODE_STATUS,
     InvalidDigest,
     InvalidRequest,
+    NotImplementedOperation,
     S3Error,
     render_error,
     s3_error,
@@ -85,6 +86,25 @@ _AWS_CHUNKED: Final = "aws-chunked"
 
 
 # -- requests -------------------------------------------------------------------------------
+
+
+def canned_acl(headers: Mapping[str, str]) -> str | None:
+    """The canned ACL a write names (``x-amz-acl``), or None.
+
+    ``x-amz-grant-*`` headers are refused rather than dropped (tier0 keeps canned
+    ACLs only): a write that quietly left out the grants it was asked for would
+    leave the grantees without the access they were promised.
+    """
+    granted = sorted(name for name in headers if name.startswith("x-amz-grant-"))
+    canned = headers.get("x-amz-acl")
+    if granted and canned is not None:
+        raise InvalidArgument("Specifying both Canned ACLs and Header Grants is not allowed")
+    if granted:
+        raise NotImplementedOperation(
+            f"tier0 keeps canned ACLs only: {', '.join(granted)} cannot be kept;"
+            " use x-amz-acl (private, public-read, ...) or a bucket policy."
+        )
+    return canned
 
 
 def user_metadata(headers: Mapping[str, str]) -> dict[str, str]:

@@ -40,6 +40,7 @@ from tier0.protocols.s3._copy import copy_object
 from tier0.protocols.s3._errors import NotImplementedOperation
 from tier0.protocols.s3._http import Handler, Request, Response, http_date, quoted_etag
 from tier0.protocols.s3._object_headers import (
+    canned_acl,
     checksum_headers,
     delete_marker_response,
     object_headers,
@@ -103,7 +104,7 @@ async def put_object(gateway: S3Gateway, request: Request) -> Response:
         checksums=checksums,
         if_match=write_etag(headers.get("if-match")),
         if_none_match=if_none_match,
-        acl=headers.get("x-amz-acl"),
+        acl=canned_acl(headers),
     )
     decoder = open_body(request.auth)
     info: ObjectInfo

@@ -23,7 +23,7 @@ from tier0.protocols.s3._object_headers import (
     version_param,
 )
 from tier0.protocols.s3._xml import XML_BYTES_MAX, parse_tagging, render_tagging
-from tier0.store import ObjectInfo
+from tier0.store import ObjectTags
 
 if TYPE_CHECKING:
     from tier0.protocols.s3._gateway import S3Gateway
@@ -47,20 +47,20 @@ async def put_object_tagging(gateway: S3Gateway, request: Request) -> Response:
 async def get_object_tagging(gateway: S3Gateway, request: Request) -> Response:
     version_id = version_param(request.params)
     try:
-        info: ObjectInfo = await gateway.run_blocking(
-            request.actor.head, request.bucket, request.key, version_id=version_id
+        found: ObjectTags = await gateway.run_blocking(
+            request.actor.object_tags, request.bucket, request.key, version_id=version_id
         )
     except DeleteMarkerFound as marker:
         return delete_marker_response(request, marker)
-    response = xml_response(render_tagging(info.tags))
-    response.headers.extend(version_header(info.version_id, asked=version_id is not None))
+    response = xml_response(render_tagging(found.tags))
+    response.headers.extend(version_header(found.version_id, asked=version_id is not None))
     return response
 
 
 async def delete_object_tagging(gateway: S3Gateway, request: Request) -> Response:
     version_id = version_param(request.params)
     tagged: str = await gateway.run_blocking(
-        request.actor.set_tags, request.bucket, request.key, {}, version_id=version_id
+        request.actor.delete_tags, request.bucket, request.key, version_id=version_id
     )
     return Response(204, headers=version_header(tagged, asked=version_id is not None))
 
