@@ -95,6 +95,26 @@ def test_deny_by_default_owner_and_grants(t0: tier0.Tier0) -> None:
     assert t0.get_bytes("alice-data", "mine") == b"mine"
 
 
+def test_the_writer_of_an_object_keeps_it_in_anothers_bucket(t0: tier0.Tier0) -> None:
+    # The object's owner is who wrote it: its ACL's FULL_CONTROL lets them read it and
+    # its ACL, not delete it (that is the bucket's WRITE), and nobody else gains by it.
+    t0.create_bucket("shared")
+    alice, _ = t0.create_user("alice")
+    bob, _ = t0.create_user("bob")
+    as_alice, as_bob = t0.as_principal(alice), t0.as_principal(bob)
+    t0.grant(alice, "s3:PutObject", "/shared/*")
+    as_alice.put("shared", "hers", b"h")
+    assert as_alice.get_bytes("shared", "hers") == b"h"
+    assert as_alice.get_object_acl("shared", "hers").owner == alice.id
+    with pytest.raises(AccessDenied):
+        as_alice.delete("shared", "hers")
+    with pytest.raises(AccessDenied):
+        as_bob.get_bytes("shared", "hers")
+    t0.put("shared", "hers", b"root's now")  # a new version, written by root
+    with pytest.raises(AccessDenied):
+        as_alice.get_bytes("shared", "hers")
+
+
 def test_every_decision_is_audited(t0: tier0.Tier0) -> None:
     t0.create_bucket("audited")
     bob, _ = t0.create_user("bob")

@@ -240,6 +240,26 @@ def test_existing_object_tags_are_fetched_only_when_asked() -> None:
     assert tagged.allowing(request(facts=ObjectFacts(lambda: None))) is None
 
 
+def test_the_keys_of_a_write_copy_and_tags_are_conditions() -> None:
+    # What a PutObject or CopyObject says of itself: its tags (tag names keep their
+    # case), its copy source and metadata directive; grants are named but never given.
+    tagged = {"Condition": {"StringEquals": {"s3:RequestObjectTag/Env": "prod"}}}
+    writes = policy(allow(Action="s3:PutObject", **tagged))
+    put = {"action": "s3:PutObject"}
+    assert writes.allowing(request(**put, params={"s3:RequestObjectTag/Env": "prod"}))
+    assert writes.allowing(request(**put, params={"s3:RequestObjectTag/env": "prod"})) is None
+    assert writes.allowing(request(**put)) is None
+    copy = {"StringLike": {"s3:x-amz-copy-source": "src/public/*"}}
+    assert holds(copy, params={"s3:x-amz-copy-source": "src/public/a.txt"})
+    assert not holds(copy, params={"s3:x-amz-copy-source": "src/private/a.txt"})
+    directive = {"StringEquals": {"s3:x-amz-metadata-directive": "COPY"}}
+    assert holds(directive, params={"s3:x-amz-metadata-directive": "COPY"})
+    assert not holds(directive, params={"s3:x-amz-metadata-directive": "REPLACE"})
+    assert holds({"Null": {"s3:x-amz-grant-full-control": "true"}})
+    with pytest.raises(MalformedPolicy, match="invalid condition key"):
+        policy(allow(Condition={"StringEquals": {"s3:RequestObjectTag/": "x"}}))
+
+
 # -- principals, actions, resources ---------------------------------------------------------
 
 

@@ -625,33 +625,41 @@ def test_list_parts_pages_by_part_number(t0s: tier0.Tier0) -> None:
 
 def test_multipart_actions_are_authorized_separately(t0s: tier0.Tier0) -> None:
     bob_principal, _ = t0s.create_user("bob")
-    bob = t0s.as_principal(bob_principal)
+    carol_principal, _ = t0s.create_user("carol")
+    bob, carol = t0s.as_principal(bob_principal), t0s.as_principal(carol_principal)
     with pytest.raises(AccessDenied):
         bob.create_multipart_upload("bkt", "k")
     t0s.grant(bob_principal, "s3:PutObject", "/bkt/*")
+    t0s.grant(carol_principal, "s3:PutObject", "/bkt/*")
     upload_id, etags = _upload(bob, "k", _data(10, 1))
+    # As in S3, the initiator lists the parts of its upload and may abort it; writing
+    # to the bucket is not enough to do either to someone else's upload, nor to list
+    # the bucket's uploads.
     for attempt in (
-        lambda: bob.list_parts("bkt", "k", upload_id),
+        lambda: carol.list_parts("bkt", "k", upload_id),
+        lambda: carol.abort_multipart_upload("bkt", "k", upload_id),
         lambda: bob.list_multipart_uploads("bkt"),
-        lambda: bob.abort_multipart_upload("bkt", "k", upload_id),
     ):
         with pytest.raises(AccessDenied):
             attempt()
-    t0s.grant(bob_principal, "s3:ListMultipartUploadParts", "/bkt/*")
-    t0s.grant(bob_principal, "s3:ListBucketMultipartUploads", "/bkt")
-    t0s.grant(bob_principal, "s3:AbortMultipartUpload", "/bkt/*")
     assert [p.etag for p in bob.list_parts("bkt", "k", upload_id).parts] == etags
+    t0s.grant(bob_principal, "s3:ListBucketMultipartUploads", "/bkt")
     assert [u.initiator for u in bob.list_multipart_uploads("bkt").uploads] == [bob_principal.id]
-    bob.abort_multipart_upload("bkt", "k", upload_id)
+    t0s.grant(carol_principal, "s3:AbortMultipartUpload", "/bkt/*")
+    carol.abort_multipart_upload("bkt", "k", upload_id)
     t0s._kernel.authorizer.flush()  # denials are buffered; the abort's row is in its commit
     rows = t0s.sql(
-        f"SELECT action, allowed FROM audit WHERE principal = '{bob_principal.id}'"
+        f"SELECT action, allowed FROM audit WHERE principal = '{carol_principal.id}'"
         " AND action = 's3:AbortMultipartUpload'"
     ).rows
     assert collections.Counter((r[0], r[1]) for r in rows) == {
         ("s3:AbortMultipartUpload", 0): 1,
         ("s3:AbortMultipartUpload", 1): 1,
     }
+    upload_id, _ = _upload(bob, "k", _data(10, 2))
+    bob.abort_multipart_upload("bkt", "k", upload_id)
+    with pytest.raises(tier0.NoSuchUpload):
+        t0s.list_parts("bkt", "k", upload_id)
 
 
 def test_uploads_in_progress_are_in_the_catalog(t0s: tier0.Tier0) -> None:

@@ -497,6 +497,23 @@ def test_tags_are_read_and_changed_as_actions_of_their_own(t0: tier0.Tier0) -> N
     assert kinds == ["ObjectTagging:Put", "ObjectTagging:Delete"]
 
 
+def test_a_missing_key_is_told_only_to_who_may_list_the_bucket(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.put("bkt", "k", b"x")
+    carol, _ = t0.create_user("carol")
+    as_carol = t0.as_principal(carol)
+    t0.grant(carol, "s3:GetObject", "/bkt/*")
+    assert as_carol.get_bytes("bkt", "k") == b"x"
+    for read in (lambda: as_carol.head("bkt", "nope"), lambda: as_carol.get("bkt", "nope")):
+        with pytest.raises(tier0.AccessDenied):
+            read()
+    t0.grant(carol, "s3:ListBucket", "/bkt")
+    with pytest.raises(tier0.NoSuchKey):
+        as_carol.head("bkt", "nope")
+    with pytest.raises(tier0.NoSuchVersion):
+        as_carol.get("bkt", "k", version_id="no-such-version")
+
+
 def test_events_follow_every_mutation_with_gap_free_seq(t0: tier0.Tier0) -> None:
     t0.create_bucket("bkt")
     t0.set_versioning("bkt", "Enabled")

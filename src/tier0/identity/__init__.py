@@ -14,7 +14,7 @@ from tier0.identity._acl import (
     validate_canned_acl,
 )
 from tier0.identity._bucketrules import RULES_TTL_S, BucketRules, BucketRulesCache
-from tier0.identity._context import EMPTY_CONTEXT, ObjectFacts, RequestContext
+from tier0.identity._context import EMPTY_CONTEXT, REQUEST_OBJECT_TAG, ObjectFacts, RequestContext
 from tier0.identity._policy import OWNER_KEEPS, Authorizer, Decision, Grant
 from tier0.identity._principals import (
     ANONYMOUS,
@@ -47,6 +47,7 @@ __all__ = [
     "OBJECT_CANNED_ACLS",
     "OWNER_KEEPS",
     "POLICY_BYTES_MAX",
+    "REQUEST_OBJECT_TAG",
     "ROOT",
     "ROOT_ID",
     "RULES_TTL_S",

@@ -41,6 +41,7 @@ __all__ = [
     "acl_permits",
     "canned_acl_of",
     "canned_grants",
+    "object_owner_permits",
     "validate_canned_acl",
 ]
 
@@ -66,6 +67,22 @@ _BUCKET_ACTIONS: Final = {
 _OBJECT_ACTIONS: Final = {
     "READ": frozenset({"s3:getobject", "s3:getobjectversion"}),
 }
+#: What an object's owner may do with it through the FULL_CONTROL every ACL gives
+#: them (READ, READ_ACP and WRITE_ACP): who wrote an object into someone else's
+#: bucket still reads it and its ACL. Deleting it is the bucket's to allow. The
+#: initiator of a multipart upload likewise lists its parts and aborts it.
+_OBJECT_OWNER_ACTIONS: Final = frozenset(
+    {
+        "s3:getobject",
+        "s3:getobjectversion",
+        "s3:getobjectacl",
+        "s3:getobjectversionacl",
+        "s3:putobjectacl",
+        "s3:putobjectversionacl",
+        "s3:abortmultipartupload",
+        "s3:listmultipartuploadparts",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +138,11 @@ def canned_acl_of(
         if wanted == {(g.grantee, g.group, g.permission) for g in expanded}:
             return acl
     return None
+
+
+def object_owner_permits(action: str) -> bool:
+    """Whether an object's owner may do ``action`` on it by its ACL's FULL_CONTROL."""
+    return action.lower() in _OBJECT_OWNER_ACTIONS
 
 
 def acl_permits(acl: str, principal: Principal, action: str, *, on_object: bool) -> bool:

@@ -23,9 +23,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["EMPTY_CONTEXT", "ObjectFacts", "RequestContext"]
+__all__ = ["EMPTY_CONTEXT", "REQUEST_OBJECT_TAG", "ObjectFacts", "RequestContext"]
+
+#: The condition key prefix of a tag the request gives its object
+#: (``s3:RequestObjectTag/<tag>``); the tag's own name keeps its case.
+REQUEST_OBJECT_TAG: Final = "s3:requestobjecttag/"
 
 
 # Not frozen: built for every request, where frozen costs ~2 us a construction, 10x.
@@ -48,8 +52,9 @@ class RequestContext:
     params: Mapping[str, str] = field(default_factory=dict)
 
     def with_params(self, params: Mapping[str, str | None]) -> RequestContext:
-        """This context with ``params`` added (keys lower-cased; None values left out)."""
-        added = {name.lower(): value for name, value in params.items() if value is not None}
+        """This context with ``params`` added (keys lower-cased, but for the tag name of
+        an ``s3:RequestObjectTag/<tag>``; None values left out)."""
+        added = {_param_key(name): value for name, value in params.items() if value is not None}
         if not added:
             return self  # the common write: nothing to add, nothing to copy
         return dataclasses.replace(self, params={**self.params, **added})
@@ -58,21 +63,29 @@ class RequestContext:
 EMPTY_CONTEXT: Final = RequestContext()
 
 
-class ObjectFacts:
-    """The ACL and tags of the object (version) a request acts on, loaded on first use.
+def _param_key(name: str) -> str:
+    lowered = name.lower()
+    if lowered.startswith(REQUEST_OBJECT_TAG):
+        return REQUEST_OBJECT_TAG + name[len(REQUEST_OBJECT_TAG) :]
+    return lowered
 
-    ``load`` returns ``(canned_acl_or_None, tags)``, or None when there is no
-    such object; it is called at most once.
+
+class ObjectFacts:
+    """The ACL, tags and owner of the object (version) a request acts on, loaded on
+    first use.
+
+    ``load`` returns ``(canned_acl_or_None, tags)`` or ``(canned_acl_or_None, tags,
+    owner_id)``, or None when there is no such object; it is called at most once.
     """
 
     __slots__ = ("_load", "_loaded", "_value")
 
-    def __init__(self, load: Callable[[], tuple[str | None, Mapping[str, str]] | None]) -> None:
+    def __init__(self, load: Callable[[], tuple[Any, ...] | None]) -> None:
         self._load = load
         self._loaded = False
-        self._value: tuple[str | None, Mapping[str, str]] | None = None
+        self._value: tuple[Any, ...] | None = None
 
-    def _get(self) -> tuple[str | None, Mapping[str, str]] | None:
+    def _get(self) -> tuple[Any, ...] | None:
         if not self._loaded:
             self._value = self._load()
             self._loaded = True
@@ -87,3 +100,8 @@ class ObjectFacts:
         """The object's tags; None when there is no such object."""
         value = self._get()
         return None if value is None else value[1]
+
+    def owner(self) -> str | None:
+        """The id of the principal that wrote the object; None if not known."""
+        value = self._get()
+        return None if value is None or len(value) < 3 else value[2]

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from tier0.errors import AccessDenied, InvalidArgument
-from tier0.identity._acl import acl_permits
+from tier0.identity._acl import acl_permits, object_owner_permits
 from tier0.identity._bucketrules import BucketRulesCache
 from tier0.identity._context import EMPTY_CONTEXT, ObjectFacts, RequestContext
 from tier0.identity._principals import Principal
@@ -139,9 +139,16 @@ class Authorizer:
                     return Decision(principal, action, resource, True, reason)
             if acl_permits(rules.acl, principal, action, on_object=False):
                 return Decision(principal, action, resource, True, f"bucket acl {rules.acl}")
-            acl = facts.acl() if key is not None and facts is not None else None
-            if acl is not None and acl_permits(acl, principal, action, on_object=True):
-                return Decision(principal, action, resource, True, f"object acl {acl}")
+            if key is not None and facts is not None:
+                acl = facts.acl()
+                if acl is not None and acl_permits(acl, principal, action, on_object=True):
+                    return Decision(principal, action, resource, True, f"object acl {acl}")
+                if (
+                    not principal.is_anonymous
+                    and facts.owner() == principal.id
+                    and object_owner_permits(action)
+                ):
+                    return Decision(principal, action, resource, True, "object owner")
         return Decision(principal, action, resource, False, "no grant (deny by default)")
 
     def authorize(

@@ -30,8 +30,8 @@ The language, as AWS defines it for bucket policies:
   policy's own bucket.
 - ``Condition``: the operators in `CONDITION_OPERATORS`, each with an
   ``IfExists`` form (but ``Null``) and the ``ForAnyValue:``/``ForAllValues:``
-  qualifiers, over the keys in `CONDITION_KEYS` and
-  ``s3:ExistingObjectTag/<tag>``. Operators within a block, and keys within
+  qualifiers, over the keys in `CONDITION_KEYS`,
+  ``s3:ExistingObjectTag/<tag>`` and ``s3:RequestObjectTag/<tag>``. Operators within a block, and keys within
   an operator, must all hold; the values of one key are alternatives.
   A key missing from the request fails a positive operator and satisfies a
   negated one (``StringNotEquals``, ``NotIpAddress``, ...), as in AWS.
@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from tier0.errors import MalformedPolicy
-from tier0.identity._context import ObjectFacts, RequestContext
+from tier0.identity._context import REQUEST_OBJECT_TAG, ObjectFacts, RequestContext
 from tier0.identity._principals import ROOT_ID, Principal
 
 __all__ = [
@@ -92,6 +92,15 @@ CONDITION_KEYS: Final = frozenset(
         "s3:max-keys",
         "s3:x-amz-acl",
         "s3:versionid",
+        "s3:x-amz-copy-source",
+        "s3:x-amz-metadata-directive",
+        # Grants are refused (tier0 keeps canned ACLs), so a request never has these;
+        # a policy may still name them, as policies written for S3 do.
+        "s3:x-amz-grant-read",
+        "s3:x-amz-grant-write",
+        "s3:x-amz-grant-read-acp",
+        "s3:x-amz-grant-write-acp",
+        "s3:x-amz-grant-full-control",
     }
 )
 _EXISTING_OBJECT_TAG: Final = "s3:existingobjecttag/"
@@ -194,6 +203,8 @@ class PolicyRequest:
         if lowered.startswith(_EXISTING_OBJECT_TAG):
             tags = None if self.facts is None else self.facts.tags()
             value = None if tags is None else tags.get(key[len(_EXISTING_OBJECT_TAG) :])
+        elif lowered.startswith(REQUEST_OBJECT_TAG):
+            value = context.params.get(REQUEST_OBJECT_TAG + key[len(REQUEST_OBJECT_TAG) :])
         elif lowered == "aws:sourceip":
             value = context.source_ip
         elif lowered == "aws:securetransport":
@@ -315,8 +326,9 @@ def _split_variables(text: str) -> list[str | tuple[str, str | None]]:
 
 def _known_key(key: str) -> bool:
     lowered = key.lower()
-    if lowered.startswith(_EXISTING_OBJECT_TAG):
-        return len(lowered) > len(_EXISTING_OBJECT_TAG)
+    for prefix in (_EXISTING_OBJECT_TAG, REQUEST_OBJECT_TAG):
+        if lowered.startswith(prefix):
+            return len(lowered) > len(prefix)
     return lowered in CONDITION_KEYS
 
 

@@ -522,11 +522,14 @@ class BucketConfigMethods:
     def _object_facts(
         self, bucket: str, key: str, *, version_id: str | None = None, seq: int | None = None
     ) -> ObjectFacts:
-        """The ACL and tags of version ``seq`` (or ``version_id``, or the current one),
-        loaded only if a decision asks."""
+        """The ACL, tags and owner of version ``seq`` (or ``version_id``, or the current
+        one), loaded only if a decision asks."""
 
-        def load() -> tuple[str | None, Mapping[str, str]] | None:
-            columns = "SELECT v.tags, a.acl FROM t0_versions v LEFT JOIN t0_object_acls a ON a.seq = v.seq"
+        def load() -> tuple[str | None, Mapping[str, str], str] | None:
+            columns = (
+                "SELECT v.tags, a.acl, v.owner FROM t0_versions v"
+                " LEFT JOIN t0_object_acls a ON a.seq = v.seq"
+            )
             with self._kernel.meta.reader() as db:
                 if seq is not None:
                     row = db.query_one(f"{columns} WHERE v.seq = ?", (seq,))
@@ -542,7 +545,7 @@ class BucketConfigMethods:
                     )
             if row is None:
                 return None
-            return (None if row[1] is None else str(row[1])), load_json(row[0])
+            return (None if row[1] is None else str(row[1])), load_json(row[0]), str(row[2])
 
         return ObjectFacts(load)
 

@@ -69,7 +69,7 @@ from tier0.errors import (
     InvalidRange,
     NoSuchUpload,
 )
-from tier0.identity import Authorizer, Decision, validate_canned_acl
+from tier0.identity import Authorizer, Decision, ObjectFacts, validate_canned_acl
 from tier0.meta import Connection, WriteTx, dump_json, load_json
 from tier0.store import _ops, _store
 from tier0.store._checksums import ALGORITHMS, Expected, decode_digest, parse_checksums, verify
@@ -216,9 +216,8 @@ def create_upload(
     normal_headers = _store._normal_headers(headers)
     algorithm, kind = checksum_settings(checksum_algorithm, checksum_type)
     resource = f"/{bucket}/{key}"
-    decision = store._authorize_write(
-        "s3:PutObject", bucket, resource, params={"s3:x-amz-acl": acl}
-    )
+    params = {"s3:x-amz-acl": acl, **_store.request_tag_params(tags)}
+    decision = store._authorize_write("s3:PutObject", bucket, resource, params=params)
     token = secrets.token_hex(16)
     chosen_type = content_type or mimetypes.guess_type(key)[0] or _store.DEFAULT_CONTENT_TYPE
 
@@ -245,7 +244,7 @@ def create_upload(
         return op
 
     result: UploadInfo = store._commit_write(
-        "s3:PutObject", bucket, resource, decision, create, params={"s3:x-amz-acl": acl}
+        "s3:PutObject", bucket, resource, decision, create, params=params
     )
     return result
 
@@ -544,7 +543,9 @@ def abort_upload(store: Store, bucket: str, key: str, upload_id: str) -> None:
     """Abandon an upload; see `Store.abort_multipart_upload`."""
     validate_key(key)
     resource = f"/{bucket}/{key}"
-    decision = store._authorize_write("s3:AbortMultipartUpload", bucket, resource)
+    decision = store._authorize_write(
+        "s3:AbortMultipartUpload", bucket, resource, facts=_upload_facts(store, bucket, upload_id)
+    )
 
     def abort(decided: Decision) -> Any:
         def op(tx: WriteTx) -> None:
@@ -666,7 +667,12 @@ def list_parts(
         raise InvalidArgument(f"limit must be 1..{LIST_PARTS_MAX}, got {limit}")
     if part_number_marker < 0:
         raise InvalidArgument(f"part_number_marker must be >= 0, got {part_number_marker}")
-    store._authorize("s3:ListMultipartUploadParts", f"/{bucket}/{key}", owner=store._owner(bucket))
+    store._authorize(
+        "s3:ListMultipartUploadParts",
+        f"/{bucket}/{key}",
+        owner=store._owner(bucket),
+        facts=_upload_facts(store, bucket, upload_id),
+    )
     with store._kernel.meta.reader() as db:
         upload = _upload_row(db, bucket, key, upload_id)
         rows = db.query_all(
@@ -763,6 +769,21 @@ def _upload_row(db: WriteTx | Connection, bucket: str, key: str, upload_id: str)
             " is in progress (it may have been completed or aborted)."
         )
     return _upload_info(row)
+
+
+def _upload_facts(store: Store, bucket: str, upload_id: str) -> ObjectFacts:
+    """What a decision about an upload may ask of it: its initiator, who (as in S3)
+    may list its parts and abort it, as the bucket's owner may."""
+
+    def load() -> tuple[None, Mapping[str, str], str] | None:
+        with store._kernel.meta.reader() as db:
+            row = db.query_one(
+                "SELECT initiator FROM t0_uploads WHERE upload_id = ? AND bucket = ?",
+                (upload_id, bucket),
+            )
+        return None if row is None else (None, {}, str(row[0]))
+
+    return ObjectFacts(load)
 
 
 def _find_upload(store: Store, bucket: str, key: str, upload_id: str) -> UploadInfo:

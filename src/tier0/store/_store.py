@@ -28,6 +28,7 @@ from tier0.errors import (
 )
 from tier0.identity import (
     EMPTY_CONTEXT,
+    REQUEST_OBJECT_TAG,
     Authorizer,
     Decision,
     ObjectFacts,
@@ -314,6 +315,8 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
         if acl is not None:
             validate_canned_acl(acl, on_object=True)
         params = {"s3:x-amz-acl": acl}
+        if tags:
+            params.update(request_tag_params(tags))
         decision = self._authorize_write("s3:PutObject", bucket, f"/{bucket}/{key}", params=params)
         condition = None
         if if_match is not None or if_none_match is not None:
@@ -471,7 +474,15 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
             owner=self._owner(source_bucket),
             params={"s3:VersionId": version_id},
         )
-        params = {"s3:x-amz-acl": acl}
+        source = f"{source_bucket}/{source_key}"
+        params = {
+            "s3:x-amz-acl": acl,
+            "s3:x-amz-copy-source": source
+            if version_id is None
+            else f"{source}?versionId={version_id}",
+            "s3:x-amz-metadata-directive": "COPY" if metadata is None else "REPLACE",
+            **request_tag_params(tags or {}),
+        }
         decision = self._authorize_write("s3:PutObject", bucket, f"/{bucket}/{key}", params=params)
         condition = None
         if if_match is not None or if_none_match is not None:
@@ -621,6 +632,7 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
         resource: str,
         *,
         params: Mapping[str, str | None] | None = None,
+        facts: ObjectFacts | None = None,
     ) -> Decision:
         """Decide a write with the remembered owner; a denial is re-decided with a fresh one.
 
@@ -631,11 +643,13 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
         if (
             owner is None
             or not self._kernel.authorizer.decide(
-                self.principal, action, resource, owner=owner, context=self.context
+                self.principal, action, resource, owner=owner, context=self.context, facts=facts
             ).allowed
         ):
             owner = self._owner(bucket)
-        return self._authorize(action, resource, owner=owner, deferred=True, params=params)
+        return self._authorize(
+            action, resource, owner=owner, deferred=True, params=params, facts=facts
+        )
 
     def _commit_write(
         self,
@@ -672,17 +686,20 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
                 row = db.query_one(_READ_VERSION, (key, version_id, bucket))
         if row is None:
             raise NoSuchBucket(f"bucket {bucket!r} does not exist")
+        if row[1] is None:
+            # As S3: only a caller who may list the bucket learns that a key is not
+            # there; anyone else is told no more than AccessDenied.
+            self._authorize("s3:ListBucket", f"/{bucket}", owner=row[0])
+            if version_id is None:
+                raise NoSuchKey(f"{bucket}/{key} does not exist")
+            raise NoSuchVersion(f"{bucket}/{key} has no version {version_id!r}")
         self._authorize(
             action,
             f"/{bucket}/{key}",
             owner=row[0],
             params={"s3:VersionId": version_id},
-            facts=self._object_facts(bucket, key, seq=row[1]) if row[1] is not None else None,
+            facts=self._object_facts(bucket, key, seq=row[1]),
         )
-        if row[1] is None:
-            if version_id is None:
-                raise NoSuchKey(f"{bucket}/{key} does not exist")
-            raise NoSuchVersion(f"{bucket}/{key} has no version {version_id!r}")
         info = _ops.row_to_info(row[1:20])
         if info.is_delete_marker:
             raise DeleteMarkerFound(
@@ -799,6 +816,11 @@ def _read_sql(version: str) -> str:
 
 _READ_LATEST: Final = _read_sql("v.is_latest = 1")
 _READ_VERSION: Final = _read_sql("v.version_id = ?")
+
+
+def request_tag_params(tags: Mapping[str, str]) -> dict[str, str | None]:
+    """The ``s3:RequestObjectTag/<tag>`` condition keys of a write giving ``tags``."""
+    return {REQUEST_OBJECT_TAG + name: value for name, value in tags.items()}
 
 
 def _digest(checksum: str) -> bytes:

@@ -307,10 +307,14 @@ def test_acls_admit_anonymous_requests(server: ServeProcess, s3: Any, bucket: st
     assert _anonymous(f"{server.url}/{bucket}/open")[:2] == (200, b"o")
     assert _anonymous(f"{server.url}/{bucket}/closed")[::2] == (403, "AccessDenied")
     assert _anonymous(f"{server.url}/{bucket}?list-type=2")[0] == 403
+    assert _anonymous(f"{server.url}/{bucket}/missing")[::2] == (403, "AccessDenied")
     s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
     status, body, _ = _anonymous(f"{server.url}/{bucket}?list-type=2")
     assert status == 200 and b"<Key>closed</Key>" in body
     assert _anonymous(f"{server.url}/{bucket}/closed")[0] == 403  # listing is not reading
+    # A missing key is NoSuchKey to whoever may list the bucket, AccessDenied to others.
+    assert _anonymous(f"{server.url}/{bucket}/missing")[::2] == (404, "NoSuchKey")
+    assert _anonymous(f"{server.url}/{bucket}/missing", "HEAD")[0] == 404
     assert _anonymous(f"{server.url}/{bucket}/dropped", "PUT", b"d")[0] == 403
     s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
     assert _anonymous(f"{server.url}/{bucket}/dropped", "PUT", b"d")[0] == 200
@@ -421,3 +425,93 @@ def test_grant_headers_on_writes_are_refused_not_dropped(s3: Any, bucket: str) -
         s3.put_object(Bucket=bucket, Key="g", Body=b"x", ACL="public-read", GrantRead=grant)
     assert error_code(error) == ("InvalidArgument", 400)
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_who_writes_into_anothers_bucket_keeps_their_object_and_upload(
+    server: ServeProcess, s3: Any, alice: Any, bucket: str
+) -> None:
+    # As in S3 with ACLs: the writer owns the object (FULL_CONTROL: read it, read and
+    # set its ACL) and the upload it began (list its parts, abort it).
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
+    alice.put_object(Bucket=bucket, Key="mine", Body=b"m", ACL="bucket-owner-read")
+    assert alice.get_object(Bucket=bucket, Key="mine")["Body"].read() == b"m"
+    assert alice.head_object(Bucket=bucket, Key="mine")["ContentLength"] == 1
+    owner = alice.get_object_acl(Bucket=bucket, Key="mine")["Owner"]["ID"]
+    alice.put_object_acl(Bucket=bucket, Key="mine", ACL="private")
+    assert s3.get_object_acl(Bucket=bucket, Key="mine")["Owner"]["ID"] == owner
+    s3.put_object(Bucket=bucket, Key="roots", Body=b"r")
+    with pytest.raises(ClientError) as error:
+        alice.get_object(Bucket=bucket, Key="roots")  # the bucket's WRITE is not READ
+    assert error_code(error) == ("AccessDenied", 403)
+    assert _anonymous(f"{server.url}/{bucket}/mine")[0] == 403
+    upload = alice.create_multipart_upload(Bucket=bucket, Key="big")["UploadId"]
+    alice.upload_part(Bucket=bucket, Key="big", UploadId=upload, PartNumber=1, Body=b"p")
+    assert [
+        p["PartNumber"]
+        for p in alice.list_parts(Bucket=bucket, Key="big", UploadId=upload)["Parts"]
+    ] == [1]
+    assert _anonymous(f"{server.url}/{bucket}/big?uploadId={upload}")[0] == 403
+    assert _anonymous(f"{server.url}/{bucket}/big?uploadId={upload}", "DELETE")[0] == 403
+    alice.abort_multipart_upload(Bucket=bucket, Key="big", UploadId=upload)
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_policies_can_condition_writes_on_their_copy_source_and_tags(
+    s3: Any, alice: Any, bucket: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="public/a", Body=b"a")
+    s3.put_object(Bucket=bucket, Key="private/b", Body=b"b")
+    everything = f"arn:aws:s3:::{bucket}/*"
+    s3.put_bucket_policy(
+        Bucket=bucket,
+        Policy=_policy(
+            _statement("Allow", {"AWS": "alice"}, "s3:GetObject", everything),
+            _statement(
+                "Allow",
+                {"AWS": "alice"},
+                "s3:PutObject",
+                everything,
+                Condition={
+                    "StringLike": {"s3:x-amz-copy-source": f"{bucket}/public/*"},
+                    "StringEquals": {"s3:x-amz-metadata-directive": "COPY"},
+                },
+            ),
+        ),
+    )
+    alice.copy_object(Bucket=bucket, Key="copied", CopySource={"Bucket": bucket, "Key": "public/a"})
+    assert s3.get_object(Bucket=bucket, Key="copied")["Body"].read() == b"a"
+    for call in (
+        lambda: alice.copy_object(
+            Bucket=bucket, Key="copied", CopySource={"Bucket": bucket, "Key": "private/b"}
+        ),
+        lambda: alice.copy_object(
+            Bucket=bucket,
+            Key="copied",
+            CopySource={"Bucket": bucket, "Key": "public/a"},
+            MetadataDirective="REPLACE",
+        ),
+        lambda: alice.put_object(Bucket=bucket, Key="copied", Body=b"not a copy"),
+    ):
+        with pytest.raises(ClientError) as error:
+            call()
+        assert error_code(error) == ("AccessDenied", 403)
+    s3.put_bucket_policy(
+        Bucket=bucket,
+        Policy=_policy(
+            _statement(
+                "Allow",
+                {"AWS": "alice"},
+                "s3:PutObject",
+                everything,
+                Condition={"StringEquals": {"s3:RequestObjectTag/team": "data"}},
+            ),
+        ),
+    )
+    alice.put_object(Bucket=bucket, Key="tagged", Body=b"t", Tagging="team=data")
+    for tagging in ("team=ops", "Team=data", ""):
+        with pytest.raises(ClientError) as error:
+            alice.put_object(Bucket=bucket, Key="tagged", Body=b"t", Tagging=tagging)
+        assert error_code(error) == ("AccessDenied", 403)
+    assert s3.get_object_tagging(Bucket=bucket, Key="tagged")["TagSet"] == [
+        {"Key": "team", "Value": "data"}
+    ]
