@@ -514,6 +514,24 @@ def test_a_missing_key_is_told_only_to_who_may_list_the_bucket(t0: tier0.Tier0) 
         as_carol.get("bkt", "k", version_id="no-such-version")
 
 
+def test_check_put_refuses_what_put_would_before_any_data(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    dave, _ = t0.create_user("dave")
+    as_dave = t0.as_principal(dave)
+    with pytest.raises(tier0.AccessDenied):
+        as_dave.check_put("bkt", "k")
+    with pytest.raises(tier0.NoSuchBucket):
+        t0.check_put("nope", "k")
+    with pytest.raises(tier0.InvalidArgument):
+        t0.check_put("bkt", "k", acl="everyone-welcome")
+    with pytest.raises(tier0.TooManyTags):
+        t0.check_put("bkt", "k", tags={f"t{i}": "v" for i in range(11)})
+    t0.grant(dave, "s3:PutObject", "/bkt/*")
+    assert as_dave.check_put("bkt", "k", tags={"a": "b"}) is None
+    with pytest.raises(tier0.NoSuchKey):
+        t0.head("bkt", "k")  # a check writes nothing
+
+
 def test_events_follow_every_mutation_with_gap_free_seq(t0: tier0.Tier0) -> None:
     t0.create_bucket("bkt")
     t0.set_versioning("bkt", "Enabled")

@@ -283,6 +283,26 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
             if_none_match=if_none_match, event_type=event_type, acl=acl,
         ).commit()  # fmt: skip
 
+    def check_put(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        tags: dict[str, str] | None = None,
+        acl: str | None = None,
+    ) -> None:
+        """Refuse now a put that would be refused before any of its data is read: a bad
+        key, tags or ACL, a missing bucket, a denial (recorded as one). An allowed put
+        is recorded when it commits. What S3 decides before it answers ``Expect:
+        100-continue``, so that a refused upload never sends its body."""
+        validate_key(key)
+        if tags:
+            validate_tags(tags)
+        if acl is not None:
+            validate_canned_acl(acl, on_object=True)
+        params = {"s3:x-amz-acl": acl, **request_tag_params(tags or {})}
+        self._authorize_write("s3:PutObject", bucket, f"/{bucket}/{key}", params=params)
+
     def prepare_put(
         self,
         bucket: str,

@@ -15,12 +15,14 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
+import socket
 import time
 import zlib
 from collections.abc import Iterator
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 import boto3
 import google_crc32c
@@ -31,7 +33,7 @@ from botocore.exceptions import ClientError
 
 import tier0
 from tests.protocols.s3.live import REGION, error_code, in_process, make_client
-from tests.protocols.s3.raw import open_request, send, send_chunk
+from tests.protocols.s3.raw import open_request, send, send_chunk, signed_headers
 from tests.server.test_serve import ServeProcess, _self_signed, clean_environment
 from tier0.protocols.s3 import GatewayLimits, create_s3_app
 
@@ -327,6 +329,57 @@ def test_if_none_match_with_an_etag_is_not_implemented(s3: Any, bucket: str) -> 
     # (the unread body, or its absence after Expect: 100-continue, would be misread).
     assert _error_headers(error)["connection"] == "close"
     s3.put_object(Bucket=bucket, Key="k", Body=b"next")  # a new connection, and it works
+
+
+def _expect_continue(url: str, path: str, headers: dict[str, str], body: bytes) -> list[bytes]:
+    """The status lines a PUT with ``Expect: 100-continue`` gets: it sends its head, and
+    its body only once invited."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=10) as sock:
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        sock.sendall(
+            f"PUT {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Length: {len(body)}\r\n"
+            f"Expect: 100-continue\r\n{head}\r\n".encode()
+        )
+        reader = sock.makefile("rb")
+        first = reader.readline()
+        if not first.startswith(b"HTTP/1.1 100"):
+            return [first]
+        reader.readline()  # the blank line that ends the interim answer
+        sock.sendall(body)
+        return [first, reader.readline()]
+
+
+def test_expect_continue_is_answered_after_the_request_is_authorized(
+    server: ServeProcess, s3: Any, bucket: str
+) -> None:
+    # As S3 does: a PUT refused for who sends it, or where to, is answered before
+    # its body is invited, so a client waiting for 100 Continue never sends it.
+    anonymous = _expect_continue(server.url, f"/{bucket}/k", {}, b"body")
+    assert anonymous == [b"HTTP/1.1 403 Forbidden\r\n"]
+    path = "/no-such-bucket-here/k"
+    signed = signed_headers(server.url, "PUT", path, body=b"body", headers=_EXPECT)
+    assert _expect_continue(server.url, path, _without_host(signed), b"body")[0].startswith(
+        b"HTTP/1.1 404"
+    )
+    path = f"/{bucket}/k"
+    signed = signed_headers(server.url, "PUT", path, body=b"body", headers=_EXPECT)
+    assert _expect_continue(server.url, path, _without_host(signed), b"body") == [
+        b"HTTP/1.1 100 Continue\r\n",
+        b"HTTP/1.1 200 OK\r\n",
+    ]
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"body"
+
+
+_EXPECT: Final = {"Expect": "100-continue"}
+
+
+def _without_host(headers: dict[str, str]) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in headers.items()
+        if name.lower() not in ("host", "expect", "content-length")
+    }
 
 
 def test_write_racing_a_conditional_put_is_a_conflict(

@@ -152,6 +152,9 @@ async def upload_part(gateway: S3Gateway, request: Request) -> Response:
         return await upload_part_copy(gateway, request)
     number = part_number_of(request.params)
     _check_declared_size(request)
+    await _objects.before_continue(
+        gateway, request, functools.partial(request.actor.check_put, request.bucket, request.key)
+    )
     trailers: dict[str, str] = {}
     checksums: dict[str, Expected | None] = {**request_checksums(headers, request.auth, trailers)}
     algorithm = requested_algorithm(headers)

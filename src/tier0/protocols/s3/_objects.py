@@ -106,6 +106,17 @@ async def put_object(gateway: S3Gateway, request: Request) -> Response:
         if_none_match=if_none_match,
         acl=canned_acl(headers),
     )
+    await before_continue(
+        gateway,
+        request,
+        functools.partial(
+            request.actor.check_put,
+            request.bucket,
+            request.key,
+            tags=prepare.keywords["tags"],
+            acl=prepare.keywords["acl"],
+        ),
+    )
     decoder = open_body(request.auth)
     info: ObjectInfo
     if declared is not None and declared <= min(limit, SMALL_BODY_BYTES_MAX):
@@ -121,6 +132,14 @@ async def put_object(gateway: S3Gateway, request: Request) -> Response:
             *checksum_headers(info.checksums),
         ],
     )
+
+
+async def before_continue(gateway: S3Gateway, request: Request, check: Callable[[], None]) -> None:
+    """Run ``check`` first when the client waits for ``100 Continue`` before sending
+    its body: as S3 does, a request refused for who sent it, or where to, is answered
+    before the body is invited, and the body is never sent."""
+    if request.headers.get("expect", "").lower() == "100-continue":
+        await gateway.run_blocking(check)
 
 
 def _declared_size(request: Request, limit: int) -> int | None:
