@@ -511,6 +511,36 @@ def test_gc_aborts_uploads_past_their_expiry(tmp_path: pathlib.Path, meta_url: s
         _assert_clean(t0)
 
 
+def test_a_completion_retried_gets_the_same_answer(tmp_path: pathlib.Path, meta_url: str) -> None:
+    # Its first answer lost, a client completes again: S3 answers with the object made,
+    # not NoSuchUpload, as long as that completion's version is still there.
+    config = StoreConfig(part_bytes_min=PART, upload_expiry_s=3600)
+    with tier0.open(tmp_path / "data", meta=meta_url, config=config) as t0:
+        t0.create_bucket("bkt")
+        upload_id, etags = _upload(t0, "k", _data(PART, 1), _data(10, 2))
+        parts = list(enumerate(etags, start=1))
+        info = t0.complete_multipart_upload("bkt", "k", upload_id, parts)
+        events = t0.events.latest_seq()
+        assert t0.complete_multipart_upload("bkt", "k", upload_id, parts) == info
+        assert t0.events.latest_seq() == events  # nothing happened again
+        for other in ([parts[0]], [(1, etags[1]), (2, etags[1])]):
+            with pytest.raises(tier0.NoSuchUpload):
+                t0.complete_multipart_upload("bkt", "k", upload_id, other)
+        with pytest.raises(tier0.NoSuchUpload):
+            t0.complete_multipart_upload("bkt", "other-key", upload_id, parts)
+        t0.put("bkt", "k", b"overwritten")  # the completed version is gone
+        with pytest.raises(tier0.NoSuchUpload):
+            t0.complete_multipart_upload("bkt", "k", upload_id, parts)
+        second, etags = _upload(t0, "k2", _data(10, 3))
+        t0.complete_multipart_upload("bkt", "k2", second, [(1, etags[0])])
+    expiring = StoreConfig(part_bytes_min=PART, upload_expiry_s=0)
+    with tier0.open(tmp_path / "data", meta=meta_url, config=expiring) as t0:
+        t0.gc()  # the record of completions goes with the expiry
+        with pytest.raises(tier0.NoSuchUpload):
+            t0.complete_multipart_upload("bkt", "k2", second, [(1, etags[0])])
+        _assert_clean(t0)
+
+
 def test_check_counts_part_references_and_finds_drift(t0s: tier0.Tier0) -> None:
     _upload(t0s, "k", _data(PART, 1))
     _assert_clean(t0s)

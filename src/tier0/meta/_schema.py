@@ -162,6 +162,16 @@ CREATE TABLE IF NOT EXISTS t0_upload_parts (
     created_us BIGINT NOT NULL,
     PRIMARY KEY (upload_id, part_number)
 );
+-- Uploads completed within the upload expiry: a completion retried (its answer lost)
+-- gets the same answer rather than NoSuchUpload, as from S3.
+CREATE TABLE IF NOT EXISTS t0_completed_uploads (
+    upload_id {text} PRIMARY KEY,
+    bucket {text} NOT NULL,
+    key {text} NOT NULL,
+    version_id {text} NOT NULL,
+    completed_us BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS t0_completed_uploads_time ON t0_completed_uploads (completed_us);
 CREATE TABLE IF NOT EXISTS t0_events (
     seq BIGINT PRIMARY KEY,
     type {text} NOT NULL,

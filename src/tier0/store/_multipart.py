@@ -458,7 +458,14 @@ def _complete(
     part_bytes_min: int,
 ) -> ObjectInfo:
     _ops.owned_bucket_row(tx, bucket, decision)
-    upload = _upload_row(tx, bucket, key, upload_id)
+    try:
+        upload = _upload_row(tx, bucket, key, upload_id)
+    except NoSuchUpload:
+        done = _completed_version(tx, bucket, key, upload_id, refs)
+        if done is None:
+            raise
+        Authorizer.record_in(tx, decision)
+        return done
     rows = {
         row[0]: row
         for row in tx.query_all(
@@ -517,7 +524,37 @@ def _complete(
     held.subtract(Manifest.decode(manifest).hashes)
     _release_counts(tx, held)
     _delete_upload(tx, upload_id)
+    tx.execute(
+        "INSERT INTO t0_completed_uploads (upload_id, bucket, key, version_id, completed_us)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (upload_id, bucket, key, info.version_id, tx.now_us),
+    )
     return info
+
+
+def _completed_version(
+    tx: WriteTx, bucket: str, key: str, upload_id: str, refs: list[PartRef]
+) -> ObjectInfo | None:
+    """The version a completion of ``upload_id`` with these parts made, if it was
+    completed (within the upload expiry) and that version is still there: the answer
+    to a completion retried because its first answer was lost."""
+    row = tx.query_one(
+        "SELECT version_id FROM t0_completed_uploads WHERE upload_id = ? AND bucket = ?"
+        " AND key = ?",
+        (upload_id, bucket, key),
+    )
+    if row is None:
+        return None
+    version = tx.query_one(
+        f"SELECT {_ops.VERSION_COLUMNS} FROM t0_versions"
+        " WHERE bucket = ? AND key = ? AND version_id = ?",
+        (bucket, key, row[0]),
+    )
+    if version is None:
+        return None
+    info = _ops.row_to_info(version)
+    named = [(ref.number, ref.etag.strip().strip('"').lower()) for ref in refs]
+    return info if named == [(part.number, part.etag) for part in info.parts] else None
 
 
 def _chosen_part(ref: PartRef, row: Any) -> PartInfo:
@@ -567,6 +604,7 @@ def abort_upload(store: Store, bucket: str, key: str, upload_id: str) -> None:
 
 def expire_uploads(tx: WriteTx, *, cutoff_us: int, limit: int) -> int:
     """Abort up to ``limit`` uploads begun before ``cutoff_us``; how many it aborted.
+    The record of uploads completed before then goes too.
 
     An upload nobody completes or aborts would hold its parts' chunks for
     ever; S3 leaves that to a lifecycle rule, tier0's garbage collection does
@@ -588,6 +626,7 @@ def expire_uploads(tx: WriteTx, *, cutoff_us: int, limit: int) -> int:
             held.update(_hashes(manifest))
         _delete_upload(tx, upload_id)
     _release_counts(tx, held)
+    tx.execute("DELETE FROM t0_completed_uploads WHERE completed_us < ?", (cutoff_us,))
     return len(ids)
 
 
@@ -610,6 +649,7 @@ def discard_bucket_uploads(tx: WriteTx, bucket: str) -> None:
         (bucket,),
     )
     tx.execute("DELETE FROM t0_uploads WHERE bucket = ?", (bucket,))
+    tx.execute("DELETE FROM t0_completed_uploads WHERE bucket = ?", (bucket,))
 
 
 # -- listing, reading -----------------------------------------------------------------------------

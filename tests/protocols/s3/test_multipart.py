@@ -495,3 +495,21 @@ def test_managed_transfer_over_https_sends_part_checksums_as_trailers(tls_s3: An
     pieces = (body[:PART], body[PART:])
     assert head["ChecksumCRC32"] == f"{_b64(_crc32(b''.join(_crc32(p) for p in pieces)))}-2"
     assert tls_s3.get_object(Bucket="tls", Key="k")["Body"].read() == body
+
+
+def test_a_completion_sent_again_is_answered_again(s3: Any, bucket: str) -> None:
+    # A client whose first answer was lost completes again: the same answer, not
+    # NoSuchUpload, as S3 gives.
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="retried")["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="retried", UploadId=upload, PartNumber=1, Body=b"x")[
+        "ETag"
+    ]
+    parts = {"Parts": [{"ETag": etag, "PartNumber": 1}]}
+    first = s3.complete_multipart_upload(
+        Bucket=bucket, Key="retried", UploadId=upload, MultipartUpload=parts
+    )
+    again = s3.complete_multipart_upload(
+        Bucket=bucket, Key="retried", UploadId=upload, MultipartUpload=parts
+    )
+    assert again["ETag"] == first["ETag"] and again["Key"] == "retried"
+    assert s3.get_object(Bucket=bucket, Key="retried")["Body"].read() == b"x"
