@@ -30,8 +30,8 @@ The language, as AWS defines it for bucket policies:
   policy's own bucket.
 - ``Condition``: the operators in `CONDITION_OPERATORS`, each with an
   ``IfExists`` form (but ``Null``) and the ``ForAnyValue:``/``ForAllValues:``
-  qualifiers, over the keys in `CONDITION_KEYS`,
-  ``s3:ExistingObjectTag/<tag>`` and ``s3:RequestObjectTag/<tag>``. Operators within a block, and keys within
+  qualifiers, over the keys in `CONDITION_KEYS`, ``s3:ExistingObjectTag/<tag>``
+  and ``s3:RequestObjectTag/<tag>``. Operators within a block, and keys within
   an operator, must all hold; the values of one key are alternatives.
   A key missing from the request fails a positive operator and satisfies a
   negated one (``StringNotEquals``, ``NotIpAddress``, ...), as in AWS.
