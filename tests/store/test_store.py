@@ -532,6 +532,29 @@ def test_check_put_refuses_what_put_would_before_any_data(t0: tier0.Tier0) -> No
         t0.head("bkt", "k")  # a check writes nothing
 
 
+def test_reading_a_named_version_asks_for_get_object_version(t0: tier0.Tier0) -> None:
+    t0.create_bucket("bkt")
+    t0.set_versioning("bkt", "Enabled")
+    old = t0.put("bkt", "k", b"old")
+    t0.put("bkt", "k", b"new")
+    erin, _ = t0.create_user("erin")
+    as_erin = t0.as_principal(erin)
+    t0.grant(erin, "s3:GetObject", "/bkt/*")
+    assert as_erin.get_bytes("bkt", "k") == b"new"
+    reader = as_erin.get("bkt", "k")
+    assert reader.within(1, 2).read() == b"ew"  # a range of the version found, no new check
+    for read in (
+        lambda: as_erin.get_bytes("bkt", "k", version_id=old.version_id),
+        lambda: as_erin.head("bkt", "k", version_id=old.version_id),
+    ):
+        with pytest.raises(tier0.AccessDenied):
+            read()
+    t0.grant(erin, "s3:GetObjectVersion", "/bkt/*")
+    assert as_erin.get_bytes("bkt", "k", version_id=old.version_id) == b"old"
+    with pytest.raises(tier0.InvalidRange):
+        t0.get("bkt", "k").within(2, 5)
+
+
 def test_events_follow_every_mutation_with_gap_free_seq(t0: tier0.Tier0) -> None:
     t0.create_bucket("bkt")
     t0.set_versioning("bkt", "Enabled")

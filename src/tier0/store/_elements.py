@@ -81,13 +81,15 @@ class ElementMethods:
         self, bucket: str, key: str, *, version_id: str | None = None
     ) -> tuple[ObjectInfo, Callable[[int, int], bytes]]:
         """A version (the current one by default) and a function reading ``(offset,
-        length)`` of its bytes, authorized once as ``s3:GetObject``.
+        length)`` of its bytes, authorized once as ``s3:GetObject`` (``s3:GetObjectVersion``
+        for a version named).
 
         The reads stay on that version's bytes even if the key is overwritten
         meanwhile (they are immutable); for random access by readers that seek,
         such as a Parquet reader. Only the chunks a range overlaps are read.
         """
-        info, inline, manifest = self._read_version(bucket, key, version_id, "s3:GetObject")
+        action = "s3:GetObject" if version_id is None else "s3:GetObjectVersion"
+        info, inline, manifest = self._read_version(bucket, key, version_id, action)
         kernel = self._kernel
 
         def read(offset: int, length: int) -> bytes:

@@ -733,7 +733,8 @@ def read_part(
 ) -> ObjectReader:
     """Stream one part of a version; see `Store.get_part`."""
     _check_part_number(number)
-    info, inline, manifest = store._read_version(bucket, key, version_id, "s3:GetObject")
+    action = "s3:GetObject" if version_id is None else "s3:GetObjectVersion"
+    info, inline, manifest = store._read_version(bucket, key, version_id, action)
     offset, length = _part_span(info, number)
     kernel = store._kernel
     return open_reader(kernel.chunks, kernel.executor, info, inline, manifest, offset, length)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Executor, Future
 from typing import Final, TypeAlias
 
+from tier0.errors import InvalidArgument, InvalidRange
 from tier0.store._chunking import HEADER_BYTES, chunk_name, decode_split
 from tier0.store._chunks import ChunkBackend, RawFile
 from tier0.store._manifest import Manifest
@@ -142,6 +143,9 @@ def open_reader(
     """A reader of ``[offset, offset + length)`` of a version stored ``inline`` or
     in the chunks of ``manifest`` (neither: the version is empty)."""
 
+    def reopen(first: int, count: int) -> ObjectReader:
+        return open_reader(backend, executor, info, inline, manifest, first, count)
+
     if manifest is None:
         # Inlined in the metadata (or empty): the bytes are at hand.
         data = b"" if inline is None else inline[offset : offset + length]
@@ -151,12 +155,13 @@ def open_reader(
             offset=offset,
             length=length,
             data=data,
+            reopen=reopen,
         )
 
     def blocks(files: bool) -> Iterator[Future[Block]]:
         return fetch_range(backend, executor, manifest, offset, length, files=files)
 
-    return ObjectReader(info, blocks, offset=offset, length=length)
+    return ObjectReader(info, blocks, offset=offset, length=length, reopen=reopen)
 
 
 def _load_span(backend: ChunkBackend, digest: bytes, start: int, stop: int) -> bytes:
@@ -212,6 +217,7 @@ class ObjectReader:
         offset: int,
         length: int,
         data: bytes | None = None,
+        reopen: Callable[[int, int], ObjectReader] | None = None,
     ) -> None:
         self.info = info
         #: The first byte returned, and how many bytes follow (after clamping a range).
@@ -222,6 +228,7 @@ class ObjectReader:
         self._data = data
         self._blocks = blocks
         self._futures: Iterator[Future[Block]] | None = None
+        self._reopen = reopen
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -237,6 +244,18 @@ class ObjectReader:
         stored raw in a local file comes as a `FileSpan` (send it, then close
         it). Iterate either the reader or its futures, not both."""
         return self._started(files)
+
+    def within(self, offset: int, length: int) -> ObjectReader:
+        """A reader of ``[offset, offset + length)`` of the same version, before this
+        one is read: for a range decided once the version was found (after its
+        conditions), read from exactly that version and authorized once."""
+        if self._reopen is None or self._futures is not None:
+            raise InvalidArgument("within() needs a reader not yet read")
+        if offset < 0 or length < 0 or offset + length > self.info.size:
+            raise InvalidRange(
+                f"bytes {offset}..{offset + length} lie outside {self.info.size} bytes"
+            )
+        return self._reopen(offset, length)
 
     def read(self) -> bytes:
         if self._data is not None and self._futures is None:

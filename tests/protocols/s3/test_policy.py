@@ -515,3 +515,41 @@ def test_policies_can_condition_writes_on_their_copy_source_and_tags(
     assert s3.get_object_tagging(Bucket=bucket, Key="tagged")["TagSet"] == [
         {"Key": "team", "Value": "data"}
     ]
+
+
+def test_a_named_version_is_read_as_get_object_version(s3: Any, alice: Any, bucket: str) -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    old = s3.put_object(Bucket=bucket, Key="k", Body=b"first")["VersionId"]
+    s3.put_object(Bucket=bucket, Key="k", Body=b"second")
+    s3.put_bucket_policy(
+        Bucket=bucket,
+        Policy=_policy(
+            _statement("Allow", {"AWS": "alice"}, "s3:GetObject", f"arn:aws:s3:::{bucket}/*")
+        ),
+    )
+    # The current version, whole, by range and under a condition: s3:GetObject is enough.
+    assert alice.get_object(Bucket=bucket, Key="k")["Body"].read() == b"second"
+    assert alice.get_object(Bucket=bucket, Key="k", Range="bytes=1-3")["Body"].read() == b"eco"
+    etag = alice.head_object(Bucket=bucket, Key="k")["ETag"]
+    ranged = alice.get_object(Bucket=bucket, Key="k", Range="bytes=0-0", IfMatch=etag)
+    assert ranged["Body"].read() == b"s"
+    for call in (
+        lambda: alice.get_object(Bucket=bucket, Key="k", VersionId=old),
+        lambda: alice.head_object(Bucket=bucket, Key="k", VersionId=old),
+    ):
+        with pytest.raises(ClientError) as error:
+            call()
+        assert error_code(error)[1] == 403
+    s3.put_bucket_policy(
+        Bucket=bucket,
+        Policy=_policy(
+            _statement(
+                "Allow",
+                {"AWS": "alice"},
+                ["s3:GetObject", "s3:GetObjectVersion"],
+                f"arn:aws:s3:::{bucket}/*",
+            )
+        ),
+    )
+    body = alice.get_object(Bucket=bucket, Key="k", VersionId=old, Range="bytes=0-1")["Body"]
+    assert body.read() == b"fi"

@@ -264,32 +264,31 @@ def _open(
 ) -> _Read:
     """Look the version up, decide the conditions, then open the bytes a GET sends.
 
-    The conditions are decided before the range, as HTTP orders them. A plain
-    GET reads in one step; otherwise the version found is pinned for the
-    read, so a concurrent overwrite cannot slip between the decision and the
-    bytes. With ``whole_small`` (on a thread) a short answer's bytes are read
-    here too; without, nothing waits on a chunk read (on the event loop).
+    The conditions are decided before the range, as HTTP orders them, on the
+    version the bytes then come from (the reader opened, then narrowed to the
+    range): a concurrent overwrite cannot slip between the decision and the
+    bytes, and the version is authorized once, as the request named it. With
+    ``whole_small`` (on a thread) a short answer's bytes are read here too;
+    without, nothing waits on a chunk read (on the event loop).
     """
-    if range_header is None and not head:
-        reader = actor.get(bucket, key, version_id=version_id)
-        try:
-            not_modified = conditions.evaluate(reader.info)
-        except BaseException:
-            reader.close()
-            raise
-        if not_modified:
-            reader.close()
-            return _Read(reader.info, None, None, True)
-        read = _Read(reader.info, reader, None, False)
-        return _small_read(read) if whole_small or reader.in_memory else read
-    info = actor.head(bucket, key, version_id=version_id)
-    if conditions.evaluate(info):
-        return _Read(info, None, None, True)
-    span = None if range_header is None else parse_range(range_header, info.size)
     if head:
+        info = actor.head(bucket, key, version_id=version_id)
+        if conditions.evaluate(info):
+            return _Read(info, None, None, True)
+        span = None if range_header is None else parse_range(range_header, info.size)
         return _Read(info, None, span, False)
-    offset, length = (0, None) if span is None else (span[0], span[1] - span[0] + 1)
-    reader = actor.get(bucket, key, version_id=info.version_id, offset=offset, length=length)
+    reader = actor.get(bucket, key, version_id=version_id)  # nothing read yet
+    try:
+        info = reader.info
+        if conditions.evaluate(info):
+            reader.close()
+            return _Read(info, None, None, True)
+        span = None if range_header is None else parse_range(range_header, info.size)
+        if span is not None:
+            reader = reader.within(span[0], span[1] - span[0] + 1)
+    except BaseException:
+        reader.close()
+        raise
     read = _Read(info, reader, span, False)
     return _small_read(read) if whole_small or reader.in_memory else read
 
@@ -303,7 +302,7 @@ def _small_read(read: _Read) -> _Read:
         return read
     with reader:
         body = reader.read()
-    return dataclasses.replace(read, reader=None, body=body)
+    return _Read(read.info, None, read.span, read.not_modified, body)
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
