@@ -50,8 +50,9 @@ from tier0.store._multipart import (
 from tier0.store._multipart_integrity import checksum_settings, checksum_type_of, combine_crc
 from tier0.store._names import KEY_BYTES_MAX, validate_bucket_name, validate_key
 from tier0.store._ops import StaleOwner, emit_event, key_prefixes, owned_bucket_row
+from tier0.store._prepared import PreparedWrite
 from tier0.store._reader import FileSpan, ObjectReader, release
-from tier0.store._store import STANDARD_HEADERS, Kernel, PreparedWrite, Store, StoreConfig
+from tier0.store._store import STANDARD_HEADERS, Kernel, Store, StoreConfig
 from tier0.store._types import (
     BucketInfo,
     CheckReport,

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any, Final, Generic, TypeVar
+from typing import IO, Any, Final, TypeVar
 
 from tier0.errors import (
     ConditionalRequestConflict,
@@ -36,7 +36,7 @@ from tier0.identity import (
     RequestContext,
     validate_canned_acl,
 )
-from tier0.meta import Committer, MetaBackend, Outcome, WriteTx
+from tier0.meta import Committer, MetaBackend, WriteTx
 from tier0.store import _bucketconf, _multipart, _ops
 from tier0.store._bucketconf import BucketConfigMethods
 from tier0.store._checksums import Expected, parse_checksums, verify
@@ -51,12 +51,13 @@ from tier0.store._names import (
     validate_tags,
 )
 from tier0.store._paging import ListingMethods
+from tier0.store._prepared import PreparedWrite
 from tier0.store._reader import ObjectReader, open_reader
+from tier0.store._tagging import TagMethods
 from tier0.store._types import (
     BucketInfo,
     DeleteResult,
     ObjectInfo,
-    ObjectTags,
     Versioning,
     from_us,
 )
@@ -128,7 +129,7 @@ def _blocks(source: Source) -> Iterator[bytes]:
         yield bytes(block)
 
 
-class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
+class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods, TagMethods):
     """Buckets and objects, as seen by one principal.
 
     ``context`` is what the protocol knows of the request this store serves
@@ -533,39 +534,6 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
             params=params,
         )
 
-    def set_tags(
-        self, bucket: str, key: str, tags: dict[str, str], *, version_id: str | None = None
-    ) -> str:
-        """Replace a version's tags (``s3:PutObjectTagging``, or
-        ``s3:PutObjectVersionTagging`` for a named version); returns the version id."""
-        validate_tags(tags)
-        return self._change_tags(bucket, key, tags, version_id, "Put")
-
-    def delete_tags(self, bucket: str, key: str, *, version_id: str | None = None) -> str:
-        """Remove a version's tags (``s3:DeleteObjectTagging``, or
-        ``s3:DeleteObjectVersionTagging`` for a named version); returns the version id."""
-        return self._change_tags(bucket, key, {}, version_id, "Delete")
-
-    def _change_tags(
-        self, bucket: str, key: str, tags: dict[str, str], version_id: str | None, verb: str
-    ) -> str:
-        validate_key(key)
-        action = f"s3:{verb}Object{'' if version_id is None else 'Version'}Tagging"
-        params = {"s3:VersionId": version_id}
-        decision = self._authorize_write(action, bucket, f"/{bucket}/{key}", params=params)
-        return self._commit_write(
-            action,
-            bucket,
-            f"/{bucket}/{key}",
-            decision,
-            lambda decided: (
-                lambda tx: _ops.set_tags(
-                    tx, bucket, key, version_id, tags, decided, event=f"ObjectTagging:{verb}"
-                )
-            ),
-            params=params,
-        )
-
     def annotate(
         self, bucket: str, key: str, facts: dict[str, str], *, version_id: str | None = None
     ) -> str:
@@ -583,18 +551,6 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
             decision,
             lambda decided: lambda tx: _ops.annotate(tx, bucket, key, version_id, facts, decided),
         )
-
-    def get_tags(self, bucket: str, key: str, *, version_id: str | None = None) -> dict[str, str]:
-        """A version's tags (see `object_tags`)."""
-        return self.object_tags(bucket, key, version_id=version_id).tags
-
-    def object_tags(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectTags:
-        """A version's tags and its id: ``s3:GetObjectTagging``, or
-        ``s3:GetObjectVersionTagging`` for a named version (the right to read the
-        object is neither needed nor enough)."""
-        action = "s3:GetObjectTagging" if version_id is None else "s3:GetObjectVersionTagging"
-        info = self._read_version(bucket, key, version_id, action)[0]
-        return ObjectTags(info.version_id, info.tags)
 
     # -- multipart uploads (tier0.store._multipart) -----------------------------------------
 
@@ -737,93 +693,6 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods):
             inline = decode_chunk(_digest(info.checksum), bytes(row[20]))
         manifest = None if row[21] is None else Manifest.decode(bytes(row[21]))
         return info, inline, manifest
-
-
-class PreparedWrite(Generic[T]):
-    """A write authorized and built but not committed; ``op`` is its transaction.
-
-    `commit` runs it alone, as the store's own methods do. A caller that
-    commits many writes together runs their ``op`` at once
-    (`tier0.meta.Committer.run_many`) and passes each outcome to `settle`.
-    Either way a write decided on a bucket owner that changed meanwhile
-    (``op`` raises `StaleOwner`) is decided again and committed alone.
-    """
-
-    __slots__ = (
-        "_action",
-        "_bucket",
-        "_build",
-        "_params",
-        "_resource",
-        "_store",
-        "_translate",
-        "op",
-    )
-
-    def __init__(
-        self,
-        store: Store,
-        action: str,
-        bucket: str,
-        resource: str,
-        decision: Decision,
-        build: Callable[[Decision], Callable[[WriteTx], T]],
-        *,
-        params: Mapping[str, str | None] | None = None,
-        translate: Callable[[BaseException], BaseException] | None = None,
-    ) -> None:
-        self._store = store
-        self._action = action
-        self._bucket = bucket
-        self._resource = resource
-        self._build = build
-        self._params = params
-        #: Maps an error of the transaction onto the one the caller sees.
-        self._translate = translate
-        self.op: Callable[[WriteTx], T] = build(decision)
-
-    @staticmethod
-    def commit_many(writes: Sequence[PreparedWrite[Any]]) -> list[Outcome]:
-        """Commit ``writes`` (of one store) together, in as few transactions as
-        `Committer.run_many` takes; pass each outcome to its write's `settle`."""
-        if not writes:
-            return []
-        kernel = writes[0]._store._kernel
-        assert all(write._store._kernel is kernel for write in writes), "writes of one store"
-        return kernel.committer.run_many([write.op for write in writes])
-
-    def commit(self) -> T:
-        """Commit the write alone; its result, once durable."""
-        try:
-            return self._store._kernel.committer.run(self.op)
-        except Exception as error:
-            return self._recover(error)
-
-    def settle(self, outcome: Outcome) -> T:
-        """The result of ``op`` committed by `Committer.run_many`, or its error raised."""
-        if outcome.error is None:
-            return outcome.result  # type: ignore[no-any-return]
-        return self._recover(outcome.error)
-
-    def _recover(self, error: BaseException) -> T:
-        if not isinstance(error, _ops.StaleOwner):
-            raise self._translated(error)
-        store = self._store
-        store._kernel.owners.pop(self._bucket, None)
-        fresh = store._authorize(
-            self._action,
-            self._resource,
-            owner=store._owner(self._bucket),
-            deferred=True,
-            params=self._params,
-        )
-        try:
-            return store._kernel.committer.run(self._build(fresh))
-        except Exception as again:
-            raise self._translated(again) from None
-
-    def _translated(self, error: BaseException) -> BaseException:
-        return error if self._translate is None else self._translate(error)
 
 
 def _read_sql(version: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
-from tier0.store import _multipart
+from tier0.store import _multipart, _multipart_reads
 from tier0.store._checksums import Expected
 from tier0.store._paging import LIST_LIMIT_MAX
 from tier0.store._reader import ObjectReader
@@ -148,7 +148,7 @@ class UploadMethods:
     ) -> _multipart.PartPage:
         """One page of an upload's parts after ``part_number_marker``, ascending
         (``s3:ListMultipartUploadParts``)."""
-        return _multipart.list_parts(
+        return _multipart_reads.list_parts(
             self._as_store(),
             bucket,
             key,
@@ -171,7 +171,7 @@ class UploadMethods:
         in UTF-8 byte order, then initiation order; ``delimiter`` rolls keys up into
         common prefixes as in `list`. A page resumes after ``key_marker`` or, with
         ``upload_id_marker`` too, after that upload of ``key_marker``."""
-        return _multipart.list_uploads(
+        return _multipart_reads.list_uploads(
             self._as_store(), bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
             upload_id_marker=upload_id_marker, limit=limit,
         )  # fmt: skip
@@ -182,6 +182,6 @@ class UploadMethods:
         """Stream one part of a version completed from an upload (an object that was
         not is its own part 1); `InvalidPartNumber` for a part it does not have.
         ``reader.offset`` is where the part starts; ``reader.info.parts`` lists them all."""
-        return _multipart.read_part(
+        return _multipart_reads.read_part(
             self._as_store(), bucket, key, part_number, version_id=version_id
         )
