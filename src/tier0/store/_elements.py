@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from tier0.identity import Decision, ObjectFacts
 from tier0.meta import WriteTx
+from tier0.store import _ops
 from tier0.store._reader import iter_range
 from tier0.store._types import ObjectInfo
 
@@ -88,8 +89,9 @@ class ElementMethods:
         meanwhile (they are immutable); for random access by readers that seek,
         such as a Parquet reader. Only the chunks a range overlaps are read.
         """
-        action = "s3:GetObject" if version_id is None else "s3:GetObjectVersion"
-        info, inline, manifest = self._read_version(bucket, key, version_id, action)
+        info, inline, manifest = self._read_version(
+            bucket, key, version_id, _ops.read_action(version_id)
+        )
         kernel = self._kernel
 
         def read(offset: int, length: int) -> bytes:

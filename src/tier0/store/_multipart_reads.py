@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from tier0.errors import InvalidArgument, InvalidPartNumber
 from tier0.meta import load_json
+from tier0.store import _ops
 from tier0.store._multipart import (
     _PART_COLUMNS,
     _UPLOAD_COLUMNS,
@@ -109,8 +110,9 @@ def read_part(
 ) -> ObjectReader:
     """Stream one part of a version; see `Store.get_part`."""
     _check_part_number(number)
-    action = "s3:GetObject" if version_id is None else "s3:GetObjectVersion"
-    info, inline, manifest = store._read_version(bucket, key, version_id, action)
+    info, inline, manifest = store._read_version(
+        bucket, key, version_id, _ops.read_action(version_id)
+    )
     offset, length = _part_span(info, number)
     kernel = store._kernel
     return open_reader(kernel.chunks, kernel.executor, info, inline, manifest, offset, length)

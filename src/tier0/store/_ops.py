@@ -505,6 +505,12 @@ def _promote_newest(tx: WriteTx, bucket: str, key: str) -> tuple[int, int] | Non
     return None if row is None else (int(row[0]), int(row[1]))
 
 
+def read_action(version_id: str | None) -> str:
+    """What reading a version asks: ``s3:GetObject`` for the current one,
+    ``s3:GetObjectVersion`` for one named, as in S3."""
+    return "s3:GetObject" if version_id is None else "s3:GetObjectVersion"
+
+
 def key_prefixes(key: str) -> list[str]:
     """Every '/'-delimited prefix of ``key``, the whole bucket ('') first.
 

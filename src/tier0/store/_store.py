@@ -434,7 +434,7 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods, 
         if offset < 0 or (length is not None and length < 0):
             raise InvalidRange(f"offset and length must be non-negative, got {offset} and {length}")
         info, inline, manifest = self._read_version(
-            bucket, key, version_id, _read_action(version_id)
+            bucket, key, version_id, _ops.read_action(version_id)
         )
         if offset > info.size:
             raise InvalidRange(
@@ -451,7 +451,7 @@ class Store(BucketConfigMethods, ListingMethods, ElementMethods, UploadMethods, 
 
     def head(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectInfo:
         """A version's description, without its bytes."""
-        return self._read_version(bucket, key, version_id, _read_action(version_id))[0]
+        return self._read_version(bucket, key, version_id, _ops.read_action(version_id))[0]
 
     def copy(
         self,
@@ -707,12 +707,6 @@ def _read_sql(version: str) -> str:
 
 _READ_LATEST: Final = _read_sql("v.is_latest = 1")
 _READ_VERSION: Final = _read_sql("v.version_id = ?")
-
-
-def _read_action(version_id: str | None) -> str:
-    """What reading a version asks: ``s3:GetObject`` for the current one,
-    ``s3:GetObjectVersion`` for one named, as in S3."""
-    return "s3:GetObject" if version_id is None else "s3:GetObjectVersion"
 
 
 def request_tag_params(tags: Mapping[str, str]) -> dict[str, str | None]:
