@@ -31,6 +31,14 @@ bucket_numbers = itertools.count(1)
 def in_process(app: Any, **config: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a thread of this process (so a test can
     reach inside the gateway or the store it serves); yields the base URL."""
+    with in_process_server(app, **config) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def in_process_server(app: Any, **config: Any) -> Iterator[tuple[str, Any]]:
+    """`in_process`, yielding the base URL and the uvicorn server (whose
+    ``servers[0].get_loop()`` is the event loop serving ``app``)."""
     import uvicorn
 
     from tier0.server._serve import bind
@@ -44,7 +52,7 @@ def in_process(app: Any, **config: Any) -> Iterator[str]:
     try:
         while not server.started:
             time.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", server
     finally:
         server.should_exit = True
         thread.join(timeout=30)

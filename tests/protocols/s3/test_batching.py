@@ -1,19 +1,21 @@
 """Small PUTs committed on the event loop, together (`_batching`), through a real
-uvicorn server in this process (so the test can hold the committer) and boto3."""
+uvicorn server in this process (so the test can hold its event loop), boto3 and
+http.client."""
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import tier0
-from tests.protocols.s3.live import in_process, make_client
-from tier0.meta import WriteTx
+from tests.protocols.s3.live import in_process_server, make_client
 from tier0.protocols.s3 import S3Gateway, create_s3_app
 from tier0.server import connection_protocol
 
@@ -21,67 +23,99 @@ SMALL = 4096
 
 
 @pytest.fixture
-def served(tmp_path: Any) -> Iterator[tuple[S3Gateway, tier0.Tier0, Callable[[], Any]]]:
+def served(tmp_path: Any) -> Iterator[tuple[S3Gateway, tier0.Tier0, Callable[[], Any], Any]]:
+    """(gateway, its store, a boto3 client factory, the event loop serving it)."""
     with tier0.open(tmp_path / "store") as t0:
         credential = t0.root_credential
         assert credential is not None
         gateway = create_s3_app(t0)
         try:
-            with in_process(gateway, http=connection_protocol(gateway.limits)) as url:
+            with in_process_server(gateway, http=connection_protocol(gateway.limits)) as (
+                url,
+                server,
+            ):
                 yield (
                     gateway,
                     t0,
                     lambda: make_client(
                         url, access=credential.access_key, secret=credential.secret_key
                     ),
+                    server.servers[0].get_loop(),
                 )
         finally:
             gateway.close()
 
 
 def test_small_puts_arriving_together_share_a_commit(
-    served: tuple[S3Gateway, tier0.Tier0, Callable[[], Any]],
+    served: tuple[S3Gateway, tier0.Tier0, Callable[[], Any], Any],
 ) -> None:
-    gateway, t0, client = served
-    client().create_bucket(Bucket="batched")
-    # Hold a commit open: the loop's first batch waits behind it, and the
-    # requests that arrive meanwhile are read in one turn of the loop, then
-    # committed in one batch.
-    gate, started = threading.Event(), threading.Event()
-
-    def hold(tx: WriteTx) -> None:
-        started.set()
-        gate.wait(30)
-
-    holder = threading.Thread(target=t0._kernel.committer.run, args=(hold,))
-    holder.start()
-    assert started.wait(10)
-    bodies = {f"k{i:02d}": bytes([i]) * SMALL for i in range(16)}
-    before = gateway.loop_commits.statistics()
-    with ThreadPoolExecutor(len(bodies)) as pool:
-        clients = [client() for _ in bodies]
-        puts = [
-            pool.submit(c.put_object, Bucket="batched", Key=key, Body=body)
-            for c, (key, body) in zip(clients, bodies.items(), strict=True)
-        ]
-        time.sleep(0.5)
-        assert not any(put.done() for put in puts)  # none acknowledged before its commit
-        gate.set()
-        etags = [put.result()["ETag"] for put in puts]
-    holder.join(timeout=30)
-    after = gateway.loop_commits.statistics()
-    assert after.writes - before.writes == len(bodies)
-    assert after.batches - before.batches < len(bodies)
+    gateway, _, client, loop = served
     s3 = client()
+    s3.create_bucket(Bucket="batched")
+    bodies = {f"k{i:02d}": bytes([i]) * SMALL for i in range(16)}
+    port = urllib.parse.urlsplit(s3.meta.endpoint_url).port
+    assert port is not None
+
+    def target(method: str, params: dict[str, str]) -> str:
+        url = urllib.parse.urlsplit(s3.generate_presigned_url(method, Params=params))
+        return f"{url.path}?{url.query}"
+
+    # Keep-alive connections, accepted and used once (so the server has the
+    # caller's secret cached), as an S3 client's pool holds them.
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in bodies]
+    for connection in connections:
+        connection.request("HEAD", target("head_bucket", {"Bucket": "batched"}))
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+    # Hold the loop, send every PUT whole (presigned by boto3, so without the
+    # Expect: 100-continue boto3 would wait on), and let the loop go once the
+    # server's socket holds each one: it reads them all in one turn and
+    # commits them in one batch.
+    held, gate = threading.Event(), threading.Event()
+    loop.call_soon_threadsafe(lambda: (held.set(), gate.wait(30)))
+    assert held.wait(10)
+    try:
+        before = gateway.loop_commits.statistics()
+        for connection, (key, body) in zip(connections, bodies.items(), strict=True):
+            connection.request("PUT", target("put_object", {"Bucket": "batched", "Key": key}), body)
+        _wait_until_received(port, len(connections))
+    finally:
+        gate.set()
+    responses = [connection.getresponse() for connection in connections]
+    assert [r.status for r in responses] == [200] * len(bodies), [r.read() for r in responses]
+    etags = [r.getheader("etag") for r in responses]
+    after = gateway.loop_commits.statistics()
+    assert (after.batches - before.batches, after.writes - before.writes) == (1, len(bodies))
     for (key, body), etag in zip(bodies.items(), etags, strict=True):
         got = s3.get_object(Bucket="batched", Key=key)
         assert (got["Body"].read(), got["ETag"]) == (body, etag)
+    for connection in connections:
+        connection.close()
+
+
+def _wait_until_received(port: int, connections: int) -> None:
+    """Until ``connections`` of the server's sockets on ``port`` hold unread bytes
+    (Linux's /proc/net/tcp: local address, state, and receive queue)."""
+    deadline = time.monotonic() + 10
+    while True:
+        waiting = 0
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            received = int(fields[4].split(":")[1], 16)
+            if local_port == port and fields[3] == "01" and received > 0:
+                waiting += 1
+        if waiting == connections:
+            return
+        assert time.monotonic() < deadline, f"{waiting} of {connections} requests arrived"
+        time.sleep(0.01)
 
 
 def test_a_put_too_large_to_inline_is_committed_on_a_thread(
-    served: tuple[S3Gateway, tier0.Tier0, Callable[[], Any]],
+    served: tuple[S3Gateway, tier0.Tier0, Callable[[], Any], Any],
 ) -> None:
-    gateway, t0, client = served
+    gateway, t0, client, _ = served
     s3 = client()
     s3.create_bucket(Bucket="batched")
     before = gateway.loop_commits.statistics()

@@ -138,7 +138,14 @@ async def before_continue(gateway: S3Gateway, request: Request, check: Callable[
     """Run ``check`` first when the client waits for ``100 Continue`` before sending
     its body: as S3 does, a request refused for who sent it, or where to, is answered
     before the body is invited, and the body is never sent."""
-    if request.headers.get("expect", "").lower() == "100-continue":
+    if request.headers.get("expect", "").lower() != "100-continue":
+        return
+    if gateway.local_reads:
+        # A few local row reads, as `Store.prepare_put` makes on the loop: a
+        # hand-off to a thread would cost more. boto3 sends this header with
+        # every PutObject.
+        check()
+    else:
         await gateway.run_blocking(check)
 
 
