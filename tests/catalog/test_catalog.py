@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -84,10 +85,15 @@ def _cancel_while_running(catalog: Catalog) -> list[BaseException]:
 
     worker = threading.Thread(target=run)
     worker.start()
-    time.sleep(0.5)  # let the query reach the engine
+    deadline = time.monotonic() + 20
+    while catalog.statistics().queries_running == 0:
+        assert time.monotonic() < deadline, "the query never started"
+        time.sleep(0.01)
+    time.sleep(0.5)  # into the engine, where cancel_all has to reach it
     catalog.cancel_all()
     worker.join(timeout=20)
     assert not worker.is_alive()
+    assert catalog.statistics().queries_running == 0
     return outcome
 
 
@@ -98,6 +104,47 @@ def test_cancel_all_stops_a_running_query(catalog: Catalog) -> None:
     assert "cancelled" in str(outcome[0])
     assert time.monotonic() - started < 15
     assert catalog.query("SELECT count(*) FROM objects").rows == [(len(OBJECTS),)]
+
+
+def test_cancel_all_stops_a_query_not_yet_in_the_engine(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled after it started but before it reached the engine (on PostgreSQL,
+    before cancel_all could know its server process), it stops once there."""
+    gate = threading.Event()
+
+    def held(run: Callable[..., Any]) -> Callable[..., Any]:
+        def wait_then_run(*args: Any) -> Any:
+            gate.wait(20)
+            return run(*args)
+
+        return wait_then_run
+
+    for name in ("_run_sqlite", "_run_postgres"):  # whichever this backend uses
+        monkeypatch.setattr(catalog, name, held(getattr(catalog, name)))
+    outcome: list[BaseException] = []
+
+    def query() -> None:
+        try:
+            catalog.query(COUNT_TO_A_BILLION, timeout_s=30)
+        except BaseException as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=query)
+    worker.start()
+    started = time.monotonic()
+    try:
+        deadline = time.monotonic() + 20
+        while catalog.statistics().queries_running == 0:
+            assert time.monotonic() < deadline, "the query never started"
+            time.sleep(0.01)
+        catalog.cancel_all()
+    finally:
+        gate.set()
+    worker.join(timeout=40)
+    assert len(outcome) == 1 and type(outcome[0]) is CatalogError, outcome
+    assert "cancelled" in str(outcome[0])
+    assert time.monotonic() - started < 15  # stopped, not run to its 30 s timeout
 
 
 def test_limits_are_checked(backend: MetaBackend) -> None:
@@ -175,6 +222,7 @@ def test_statistics_start_at_zero(catalog: Catalog) -> None:
         plan_cache_misses=0,
         plans_cached=0,
         query_time_s_total=0.0,
+        queries_running=0,
     )
 
 
@@ -261,7 +309,7 @@ def test_statistics_count_a_cancelled_query(catalog: Catalog) -> None:
         "plan_cache_misses": 1,
         "plans_cached": 1,
     }
-    # It ran from about when the worker started until cancel_all, 0.5 s later.
+    # It ran from when it started until cancel_all, 0.5 s later.
     assert after.query_time_s_total - before.query_time_s_total >= 0.4
 
 

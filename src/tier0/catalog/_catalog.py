@@ -75,7 +75,8 @@ class CatalogStatistics:
     catalog, counts nowhere. ``rows_returned`` adds up answered rows (at most
     ``rows_max`` each), and ``query_time_s_total`` the wall time of every counted
     query, compiling included. A lookup in the plan cache is a hit or a miss;
-    ``plans_cached`` is the cache's size now.
+    ``plans_cached`` is the cache's size now, and ``queries_running`` the
+    queries running now (those `cancel_all` would stop).
     """
 
     queries_run: int
@@ -88,6 +89,7 @@ class CatalogStatistics:
     plan_cache_misses: int
     plans_cached: int
     query_time_s_total: float
+    queries_running: int
 
 
 class _Outcome(enum.Enum):
@@ -207,6 +209,7 @@ class Catalog:
                 plan_cache_misses=self._plan_cache_misses,
                 plans_cached=len(self._plans),
                 query_time_s_total=self._query_time_s_total,
+                queries_running=len(self._running),
             )
 
     def cancel_all(self) -> None:
@@ -336,6 +339,8 @@ class Catalog:
                 )
                 with self._lock:
                     running.pid = row[0]
+                if running.cancelled:  # by a cancel_all that came before the pid
+                    raise _stopped(running, timeout_s)
                 # Through a cursor, so that no more than rows_max + 1 rows leave the server.
                 connection.execute(f"DECLARE t0_catalog NO SCROLL CURSOR FOR {sql}")
                 cursor: Any = connection.execute(f"FETCH FORWARD {rows_max + 1} FROM t0_catalog")

@@ -73,7 +73,12 @@ def test_small_puts_arriving_together_share_a_commit(
     # server's socket holds each one: it reads them all in one turn and
     # commits them in one batch.
     held, gate = threading.Event(), threading.Event()
-    loop.call_soon_threadsafe(lambda: (held.set(), gate.wait(30)))
+
+    def hold() -> None:
+        held.set()
+        gate.wait(30)
+
+    loop.call_soon_threadsafe(hold)
     assert held.wait(10)
     try:
         before = gateway.loop_commits.statistics()
