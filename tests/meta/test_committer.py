@@ -98,7 +98,7 @@ def test_a_failing_operation_does_not_take_its_batch_down(backend: MetaBackend) 
     # and are committed together, as one batch.
     started = threading.Event()
     blocker = threading.Thread(
-        target=call, args=("blocker", lambda tx: (started.set(), gate.wait(5))[1])
+        target=call, args=("blocker", lambda tx: (started.set(), gate.wait(60))[1])
     )
     blocker.start()
     assert started.wait(5)
@@ -235,7 +235,7 @@ def test_run_many_queued_behind_a_commit_is_taken_by_the_next_leader(
         return op
 
     blocker = threading.Thread(
-        target=committer.run, args=(lambda tx: (started.set(), gate.wait(5))[1],)
+        target=committer.run, args=(lambda tx: (started.set(), gate.wait(60))[1],)
     )
     blocker.start()
     assert started.wait(5)
@@ -278,7 +278,7 @@ def test_close_lets_the_commit_under_way_finish(backend: MetaBackend) -> None:
 
     def slow(tx: WriteTx) -> int:
         started.set()
-        gate.wait(5)
+        gate.wait(60)
         return _append("x")(tx)
 
     writer = threading.Thread(target=lambda: outcome.append(committer.run(slow)))

@@ -487,6 +487,10 @@ def test_the_write_queue_is_bounded_and_a_failed_reader_wakes_the_writer() -> No
     sent: list[bool] = []
     writer = threading.Thread(target=lambda: sent.extend(channel.send(b"x") for _ in range(3)))
     writer.start()
+    deadline = time.monotonic() + 10
+    while len(channel._blocks) < 2:  # two queued, however slowly the thread runs
+        assert time.monotonic() < deadline, f"queued {len(channel._blocks)} of 2 blocks"
+        time.sleep(0.01)
     writer.join(timeout=0.2)
     assert writer.is_alive(), "the third block must wait for room"
     channel.hang_up()  # the reader failed: the waiting writer must learn it, not hang

@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import os
 import socket
-import time
 import zlib
 from collections.abc import Iterator
 from email.utils import format_datetime
@@ -387,10 +386,10 @@ def test_write_racing_a_conditional_put_is_a_conflict(
 ) -> None:
     upload = open_request(server.url, "PUT", f"/{bucket}/raced", headers={"If-None-Match": "*"})
     try:
-        send_chunk(upload, b"a" * 1000)
-        # The condition held when the upload began (the key was absent); give the
-        # server time to check it before another writer creates the key.
-        time.sleep(1.0)
+        # The condition holds when the upload begins (the key is absent). The server
+        # checks it before it reads any of the body, and the socket buffers and the
+        # gateway's queue hold ~14 MiB at most: once 32 MiB are sent, it has.
+        send_chunk(upload, b"a" * (32 * 1024 * 1024))
         s3.put_object(Bucket=bucket, Key="raced", Body=b"winner")
         send_chunk(upload, b"b" * 1000)
         send_chunk(upload, b"")
