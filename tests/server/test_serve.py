@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import http.client
 import ipaddress
+import json
 import os
 import queue
 import re
@@ -13,13 +16,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
 import httpx
 import pytest
+
+from tests import tcp
 
 pytestmark = pytest.mark.slow
 
@@ -164,20 +168,37 @@ def test_serve_sees_cli_writes_at_once_and_stops_cleanly_on_sigterm(
 
         # A long poll in flight when SIGTERM arrives gets its answer, then the process exits 0.
         latest = client.get(f"{server.url}/_tier0/events", auth=auth).json()["next_after"]
-        with ThreadPoolExecutor(1) as pool:
-            poll = pool.submit(
-                client.get,
-                f"{server.url}/_tier0/events",
-                params={"after": latest, "wait_s": 30},
-                auth=auth,
+        port = httpx.URL(server.url).port
+        assert port is not None
+        poll = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            token = base64.b64encode(f"{ROOT_ACCESS}:{ROOT_SECRET}".encode()).decode()
+            poll.request(
+                "GET",
+                f"/_tier0/events?after={latest}&wait_s=30",
+                headers={"Authorization": f"Basic {token}"},
             )
-            time.sleep(0.5)
+            # Signalled only once the server has read the poll: a request still in its
+            # socket is not in flight, and the server would rightly close on it.
+            mine = poll.sock.getsockname()[1]
+            tcp.wait_until(
+                lambda sockets: (
+                    any(s.local_port == mine and s.unacknowledged_bytes == 0 for s in sockets)
+                    and any(
+                        s.local_port == port and s.remote_port == mine and s.unread_bytes == 0
+                        for s in sockets
+                    )
+                ),
+                "the server reading the long poll",
+            )
             started = time.monotonic()
             assert server.stop(signal.SIGTERM) == 0
             assert time.monotonic() - started < 5
-            response = poll.result(timeout=5)
-        assert response.status_code == 200
-        assert response.json()["events"] == []
+            response = poll.getresponse()
+            assert response.status == 200
+            assert json.loads(response.read())["events"] == []
+        finally:
+            poll.close()
     output = "".join(server.stdout + server.stderr)
     assert "Traceback" not in output
     assert "secret key" not in output  # keys from the environment are never printed

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import http.client
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import tier0
+from tests import tcp
 from tests.protocols.s3.live import in_process_server, make_client
 from tier0.protocols.s3 import S3Gateway, create_s3_app
 from tier0.server import connection_protocol
@@ -84,7 +83,16 @@ def test_small_puts_arriving_together_share_a_commit(
         before = gateway.loop_commits.statistics()
         for connection, (key, body) in zip(connections, bodies.items(), strict=True):
             connection.request("PUT", target("put_object", {"Bucket": "batched", "Key": key}), body)
-        _wait_until_received(port, len(connections))
+        tcp.wait_until(
+            lambda sockets: (
+                sum(
+                    s.local_port == port and s.state == tcp.ESTABLISHED and s.unread_bytes > 0
+                    for s in sockets
+                )
+                == len(connections)
+            ),
+            "every PUT waiting in the server's sockets",
+        )
     finally:
         gate.set()
     responses = [connection.getresponse() for connection in connections]
@@ -97,24 +105,6 @@ def test_small_puts_arriving_together_share_a_commit(
         assert (got["Body"].read(), got["ETag"]) == (body, etag)
     for connection in connections:
         connection.close()
-
-
-def _wait_until_received(port: int, connections: int) -> None:
-    """Until ``connections`` of the server's sockets on ``port`` hold unread bytes
-    (Linux's /proc/net/tcp: local address, state, and receive queue)."""
-    deadline = time.monotonic() + 10
-    while True:
-        waiting = 0
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            received = int(fields[4].split(":")[1], 16)
-            if local_port == port and fields[3] == "01" and received > 0:
-                waiting += 1
-        if waiting == connections:
-            return
-        assert time.monotonic() < deadline, f"{waiting} of {connections} requests arrived"
-        time.sleep(0.01)
 
 
 def test_a_put_too_large_to_inline_is_committed_on_a_thread(
